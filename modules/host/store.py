@@ -20,6 +20,7 @@ Tables:
 import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -156,6 +157,7 @@ class Store:
         self._all: List[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        _create_private_file(path)
         self._create_schema()
 
     # -- connections ------------------------------------------------------
@@ -453,6 +455,17 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE garbage SET attempts = attempts + 1, last_error=? WHERE id=?",
                        (error[:500], item_id))
+
+
+def _create_private_file(path: str) -> None:
+    """Create the database file readable by its owner only (it holds module arguments)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise LocationUnavailable("cannot create the host database %s: %s"
+                                  % (path, error.strerror), location=path) from None
 
 
 def _module_config(row) -> ModuleConfig:
