@@ -18,7 +18,7 @@ from modules.host.http import (
     json_response,
 )
 from modules.host.objects import ObjectService
-from modules.host.registry import ModuleRegistry, UnknownModule
+from modules.host.registry import ModuleRegistry
 from modules.host.status_page import ModuleView, render_status_page
 from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store
 
@@ -111,10 +111,7 @@ class HostApp:
     def _route(self, request: Request, lease) -> Response:
         path = request.path
         if path.startswith("/objects/"):
-            try:
-                return self._objects.handle(request, lease)
-            except UnknownModule as error:
-                raise HttpError(404, str(error), error="UnknownPolicy") from None
+            return self._objects.handle(request, lease)
         if path.startswith(CONFIG_PREFIX) or path == CONFIG_PREFIX.rstrip("/"):
             if path == CONFIG_PREFIX.rstrip("/"):
                 request.path = CONFIG_PREFIX

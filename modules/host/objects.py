@@ -27,7 +27,7 @@ from modules.host.http import (
     json_response,
 )
 from modules.host.ranges import Unsatisfiable, parse_range
-from modules.host.registry import Lease
+from modules.host.registry import Lease, UnknownModule
 from modules.host.store import GarbageItem, ObjectRecord, Store
 
 __all__ = ["ObjectService", "delete_garbage", "split_object_path", "MAX_KEY_BYTES"]
@@ -132,7 +132,7 @@ class ObjectService:
             ObjectNotFound, LocationUnavailable, DataCorrupted: from the module.
         """
         record = self._record(policy, key)
-        module, context = lease.module(policy), lease.context(policy)
+        module, context = _module(lease, policy)
         size = module.get_size(context, record.module_data)
         if size != record.size:
             raise DataCorrupted("%s/%s holds %d bytes in module %r, but %d were stored"
@@ -207,7 +207,7 @@ class ObjectService:
             SourceStreamError: the client's body ended early.
             InsufficientStorage, LocationUnavailable: from the module.
         """
-        module, context = lease.module(policy), lease.context(policy)
+        module, context = _module(lease, policy)
         reader = request.body_reader()
         module_data = _checked_module_data(module.new_data(context), policy)
         intent = self._store.add_intent(policy, module_data)
@@ -245,9 +245,8 @@ class ObjectService:
         if not source_key:
             raise HttpError(400, "X-Copy-From must name an object, not a policy")
         source = self._record(source_policy, source_key, "copy source ")
-        source_module = lease.module(source_policy)
-        source_context = lease.context(source_policy)
-        module, context = lease.module(policy), lease.context(policy)
+        source_module, source_context = _module(lease, source_policy)
+        module, context = _module(lease, policy)
         size = source_module.get_size(source_context, source.module_data)
         if size != source.size:
             raise DataCorrupted("copy source %s/%s holds %d bytes, but %d were stored"
@@ -386,6 +385,14 @@ class _StreamBody:
             callbacks, self.on_close = self.on_close, []
             for callback in callbacks:
                 callback()
+
+
+def _module(lease: Lease, policy: str):
+    """Return ``(module, context)`` of ``policy``; an unknown policy is a 404."""
+    try:
+        return lease.module(policy), lease.context(policy)
+    except UnknownModule as error:
+        raise HttpError(404, str(error), error="UnknownPolicy") from None
 
 
 def _checked_module_data(module_data: Any, policy: str) -> str:
