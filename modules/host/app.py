@@ -20,7 +20,7 @@ from modules.host.http import (
 from modules.host.objects import ObjectService
 from modules.host.registry import ModuleRegistry
 from modules.host.status_page import ModuleView, render_status_page
-from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store
+from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store, string_arguments
 
 __all__ = ["HostApp", "make_app"]
 
@@ -137,10 +137,13 @@ class HostApp:
 
     def _status_page(self, request: Request, lease) -> Response:
         views = []
-        for config in self.store.list_modules():
+        configs = self.store.list_modules()
+        for config in configs:
             statistics, error = module_statistics(lease, config.name)
+            used_by = [other.name for other in configs
+                       if other.name != config.name and config.name in string_arguments(other.args)]
             views.append(ModuleView(config, statistics, error, self.store.count_objects(config.name),
-                                    self.store.count_garbage(config.name)))
+                                    self.store.count_garbage(config.name), used_by))
         page = render_status_page(views, self.data_dir)
         headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page))),
                    ("Cache-Control", "no-store")]

@@ -3,8 +3,8 @@
 On the first start of an empty data directory the host creates the
 directories ``locations/loc-a``, ``loc-b`` and ``loc-c`` inside it,
 configures a ``simple.simple.SimpleStorage`` module on each, and a policy
-``mirror``: ``replica.replica.ReplicaStorage`` over the three, by name. It
-happens once: an administrator who later removes them does not get them back.
+``mirror``: ``replica.replica.ReplicaStorage`` over the three, by name,
+keeping its journal in ``state/mirror``. It happens once: an administrator who later removes them does not get them back.
 """
 import logging
 import os
@@ -29,6 +29,9 @@ DEFAULT_POLICY = "mirror"
 
 #: Directory inside the data directory holding the default locations.
 LOCATIONS_DIRNAME = "locations"
+
+#: Directory inside the data directory holding the mirror's journal.
+STATE_DIRNAME = "state"
 
 _SIMPLE = "simple.simple.SimpleStorage"
 _REPLICA = "replica.replica.ReplicaStorage"
@@ -59,7 +62,10 @@ def ensure_default_configuration(store: Store, data_dir: str) -> List[str]:
     except ConfigurationError as error:
         log.warning("the default policy %r is not configured: %s", DEFAULT_POLICY, error)
         return created
-    mirror = ModuleConfig(name=DEFAULT_POLICY, module=_REPLICA, args=list(DEFAULT_LOCATIONS),
+    state_dir = os.path.join(data_dir, STATE_DIRNAME, DEFAULT_POLICY)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    mirror = ModuleConfig(name=DEFAULT_POLICY, module=_REPLICA,
+                          args=list(DEFAULT_LOCATIONS) + ["state_dir=" + state_dir],
                           description="every object on %s" % ", ".join(DEFAULT_LOCATIONS))
     if store.put_module(mirror):
         created.append(DEFAULT_POLICY)

@@ -9,7 +9,7 @@ secret are masked.
 import html
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from modules.host.redact import redact_args
@@ -32,6 +32,7 @@ class ModuleView:
     error: Optional[str]
     objects: int
     pending_deletions: int
+    used_by: List[str] = field(default_factory=list)
 
 
 def module_state(view: ModuleView) -> Tuple[str, str]:
@@ -140,6 +141,10 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _plural(count: int, singular: str, plural: Optional[str] = None) -> str:
+    return "%d %s" % (count, singular if count == 1 else (plural or singular + "s"))
+
+
 def _module_card(view: ModuleView) -> str:
     config = view.config
     state, reason = module_state(view)
@@ -151,17 +156,23 @@ def _module_card(view: ModuleView) -> str:
         parts.append('<p class="reason">%s</p>' % _e(reason))
     parts.append('<p class="what"><code>%s</code>%s</p>' % (
         _e(config.module), (" &mdash; " + _e(config.description)) if config.description else ""))
-    facts = ["%d object%s" % (view.objects, "" if view.objects == 1 else "s")]
+    facts = []
+    if view.objects or not view.used_by:
+        facts.append(_plural(view.objects, "object"))
+    if view.used_by:
+        facts.append("location of " + ", ".join(view.used_by))
+    stats = view.statistics or {}
+    if isinstance(stats.get("healthy"), int) and isinstance(stats.get("replicas"), int):
+        facts.append("%d of %d locations healthy" % (stats["healthy"], stats["replicas"]))
+    if isinstance(stats.get("write_quorum"), int):
+        facts.append("write quorum %d" % stats["write_quorum"])
+    if isinstance(stats.get("under_replicated"), int) and stats["under_replicated"]:
+        facts.append("%s to refill (vsm repair)" % _plural(stats["under_replicated"],
+                                                            "missing copy", "missing copies"))
+    if isinstance(stats.get("pending_deletes"), int) and stats["pending_deletes"]:
+        facts.append("%s pending at locations" % _plural(stats["pending_deletes"], "deletion"))
     if view.pending_deletions:
-        facts.append("%d deletion%s pending (run vsm repair)" % (
-            view.pending_deletions, "" if view.pending_deletions == 1 else "s"))
-    journal = (view.statistics or {}).get("journal")
-    if isinstance(journal, dict):
-        pending = journal.get("pending", journal.get("entries", journal.get("length")))
-        if isinstance(pending, int):
-            facts.append("%d journal entr%s to replay" % (pending, "y" if pending == 1 else "ies"))
-    elif isinstance(journal, int) and not isinstance(journal, bool):
-        facts.append("%d journal entr%s to replay" % (journal, "y" if journal == 1 else "ies"))
+        facts.append("%s pending (vsm repair)" % _plural(view.pending_deletions, "deletion"))
     parts.append('<p class="facts">%s</p>' % _e(" · ".join(facts)))
     parts.append(_bar(view.statistics, "capacity of " + config.name))
     locations = _locations(view.statistics or {})
@@ -200,7 +211,10 @@ def render_status_page(views: List[ModuleView], data_dir: str) -> bytes:
     else:
         summary = "All %d modules are healthy." % len(views)
         overall = "ok"
-    cards = "\n".join(_module_card(view) for view in views)
+    # Policies with locations (replicas) first: they are what clients store through.
+    ordered = sorted(views, key=lambda view: (not _locations(view.statistics or {}),
+                                              view.config.name))
+    cards = "\n".join(_module_card(view) for view in ordered)
     page = _TEMPLATE % {
         "refresh": REFRESH_SECONDS,
         "overall": overall,
@@ -241,12 +255,13 @@ h2 { margin: 0 0 6px; font-size: 18px; }
 .what, .facts { margin: 4px 0; color: #4a5468; }
 .bar { position: relative; height: 22px; background: #e6e9ef; border-radius: 4px;
   overflow: hidden; min-width: 260px; margin: 6px 0; }
-.bar .fill { position: absolute; left: 0; top: 0; bottom: 0; background: #2f9e55; }
-.bar .fill.warn { background: #e0a100; }
-.bar .fill.high { background: #d93025; }
+.bar .fill { position: absolute; left: 0; top: 0; bottom: 0; background: #8fd5a6; }
+.bar .fill.warn { background: #f5cf6b; }
+.bar .fill.high { background: #f29b92; }
 .bar.unknown { background: repeating-linear-gradient(45deg, #eceff4, #eceff4 8px, #e1e5ec 8px,
   #e1e5ec 16px); }
-.bar .text { position: relative; padding-left: 8px; font-size: 12px; line-height: 22px; }
+.bar .text { position: relative; padding-left: 8px; font-size: 12px; line-height: 22px;
+  text-shadow: 0 0 3px #fff, 0 0 2px #fff; }
 table.locations { border-collapse: collapse; width: 100%%; margin-top: 8px; }
 table.locations th { text-align: left; font-size: 12px; color: #6b7487; padding: 4px 8px;
   border-bottom: 1px solid #e6e9ef; }

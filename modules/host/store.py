@@ -30,7 +30,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from modules.errors import LocationUnavailable
 
-__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ModuleInUse", "DB_FILENAME"]
+__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ModuleInUse", "DB_FILENAME",
+           "string_arguments"]
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class Store:
                                   % (pending, name))
             users = [row[0] for row in db.execute(
                 "SELECT name, args FROM modules WHERE name != ?", (name,)).fetchall()
-                if name in _string_arguments(json.loads(row[1]))]
+                if name in string_arguments(json.loads(row[1]))]
             if users:
                 raise ModuleInUse("module %r is used by module(s) %s; reconfigure or delete them "
                                   "first" % (name, ", ".join(sorted(users))))
@@ -477,7 +478,7 @@ def _object_record(row) -> ObjectRecord:
                         created=row[4], sha256=row[5], content_type=row[6], borrowed=bool(row[7]))
 
 
-def _string_arguments(args) -> List[str]:
+def string_arguments(args) -> List[str]:
     """Return the string arguments of a configuration (list items or dict values)."""
     values = args.values() if isinstance(args, dict) else args
     return [value for value in values if isinstance(value, str)]
