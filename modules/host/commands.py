@@ -201,9 +201,9 @@ def _register_put(subparsers) -> None:
 
 def _put(options: argparse.Namespace) -> int:
     def run(client: HostClient) -> int:
-        policy, key = split_target(options.target)
+        policy, key = _target(options.target)
         if options.copy_from:
-            source_policy, source_key = split_target(options.copy_from)
+            source_policy, source_key = _target(options.copy_from)
             result = client.copy(policy, key, source_policy, source_key)
         elif options.file == "-":
             result = client.put(policy, key, _chunks(sys.stdin.buffer), options.content_type)
@@ -234,7 +234,7 @@ def _register_get(subparsers) -> None:
 
 def _get(options: argparse.Namespace) -> int:
     def run(client: HostClient) -> int:
-        policy, key = split_target(options.target)
+        policy, key = _target(options.target)
         if not options.output or options.output == "-":
             client.get(policy, key, sys.stdout.buffer, options.range)
             sys.stdout.buffer.flush()
@@ -264,7 +264,7 @@ def _rm(options: argparse.Namespace) -> int:
     def run(client: HostClient) -> int:
         worst = EXIT_OK
         for target in options.targets:
-            policy, key = split_target(target)
+            policy, key = _target(target)
             try:
                 client.delete(policy, key)
             except HostError as error:
@@ -289,7 +289,7 @@ def _register_stat(subparsers) -> None:
 
 def _stat(options: argparse.Namespace) -> int:
     def run(client: HostClient) -> int:
-        policy, key = split_target(options.target)
+        policy, key = _target(options.target)
         result = client.stat(policy, key)
         if options.json:
             _print_json(result)
@@ -416,6 +416,17 @@ def _repair_line(report: Dict[str, Any]) -> str:
 
 # -- helpers -----------------------------------------------------------------
 
+class _UsageError(Exception):
+    """The command line names something malformed (exit code 2)."""
+
+
+def _target(text: str):
+    try:
+        return split_target(text)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+
+
 def _data_dir(given: Optional[str]) -> str:
     return given or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
 
@@ -435,7 +446,7 @@ def _run_client(options: argparse.Namespace, run) -> int:
     except HostError as error:
         print("%s: %s" % (command, error), file=sys.stderr)
         return _exit_code(error)
-    except ValueError as error:
+    except _UsageError as error:
         print("%s: %s" % (command, error), file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:

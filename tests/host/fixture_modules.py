@@ -109,3 +109,25 @@ class ForwardingStorage(StorageModule):
         stats = dict(self._child(context).statistics(context))
         stats["target"] = self.target
         return stats
+
+
+class CountedStreamsStorage(SimpleStorage):
+    """Counts its read streams that are open (closed by the caller's ``close()``)."""
+
+    open_streams = 0
+    _lock = threading.Lock()
+
+    def get_read_stream(self, context, module_data):
+        stream = super().get_read_stream(context, module_data)
+        original_close = stream.close
+        with CountedStreamsStorage._lock:
+            CountedStreamsStorage.open_streams += 1
+
+        def close():
+            if not stream.closed:
+                with CountedStreamsStorage._lock:
+                    CountedStreamsStorage.open_streams -= 1
+            original_close()
+
+        stream.close = close
+        return stream
