@@ -97,6 +97,10 @@ def _register_serve(subparsers) -> None:
                         help="worker threads (default %(default)s)")
     parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE,
                         metavar="BYTES", help="largest upload accepted (default 64 GiB)")
+    parser.add_argument("--spool-dir", metavar="DIR",
+                        help="where waitress spools upload bodies over 512 KiB before the "
+                             "module stores them (default $TMPDIR or /tmp); needs room for "
+                             "the uploads in flight")
     parser.set_defaults(func=_serve)
 
 
@@ -105,6 +109,14 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
 
     out = out or sys.stdout
     data_dir = os.path.abspath(_data_dir(options.data_dir))
+    if options.spool_dir:
+        try:
+            os.makedirs(options.spool_dir, mode=0o700, exist_ok=True)
+        except OSError as error:
+            print("vsm serve: cannot use --spool-dir %s: %s" % (options.spool_dir, error.strerror),
+                  file=sys.stderr)
+            return EXIT_FAILED
+        tempfile.tempdir = os.path.abspath(options.spool_dir)  # waitress spools via tempfile
     try:
         app = make_app(data_dir)
     except (ConfigurationError, StorageError, OSError) as error:

@@ -74,9 +74,14 @@ class HostServer:
             self._stopped.set()
 
     def shutdown(self, timeout: Optional[float] = 10.0) -> bool:
-        """Stop serving (from any thread); return True once :meth:`serve_forever` returned."""
+        """Stop serving (from any thread); return True once :meth:`serve_forever` returned.
+
+        Running requests get up to 5 seconds to finish while the event loop
+        still flushes their answers; then every connection is closed.
+        """
         if self._stopped.is_set():
             return True
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self._server.trigger.pull_trigger(self._close_sockets)
         return self._stopped.wait(timeout)
 

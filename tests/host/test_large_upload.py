@@ -58,7 +58,7 @@ class TestLargeUpload(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.data_dir, True)
         spool = os.path.join(self.data_dir, "spool")
         os.mkdir(spool)
-        self.server = HostProcess(os.path.join(self.data_dir, "data"), extra_env={"TMPDIR": spool})
+        self.server = HostProcess(os.path.join(self.data_dir, "data"), args=["--spool-dir", spool])
         self.addCleanup(self.server.stop)
         self.session = requests.Session()
         self.session.auth = AUTH
