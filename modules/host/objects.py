@@ -140,7 +140,7 @@ class ObjectService:
                                 module_data=record.module_data, location=policy)
         headers = _object_headers(record)
         if record.sha256 and _etag_matches(request.header("If-None-Match"), record.sha256):
-            return empty_response(304, headers)
+            return Response(304, headers, [])
         try:
             byte_range = parse_range(request.header("Range"), size)
         except Unsatisfiable:

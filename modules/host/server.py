@@ -3,8 +3,6 @@ import logging
 import threading
 from typing import Any, Callable, Optional
 
-import waitress
-
 __all__ = ["HostServer", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_THREADS",
            "DEFAULT_MAX_BODY_SIZE"]
 
@@ -41,6 +39,8 @@ class HostServer:
     def __init__(self, app: Callable, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  threads: int = DEFAULT_THREADS, max_body_size: int = DEFAULT_MAX_BODY_SIZE,
                  **adjustments: Any):
+        import waitress  # imported here so that the rest of ``vsm`` works without it
+
         self._server = waitress.create_server(
             app, host=host, port=port, threads=threads, max_request_body_size=max_body_size,
             ident="vsm", clear_untrusted_proxy_headers=True, **adjustments)

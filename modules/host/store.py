@@ -49,6 +49,10 @@ INTENT_GRACE_SECONDS = 24 * 3600.0
 
 _SCHEMA_VERSION = "1"
 
+# Sorts after any key starting with a given prefix (the largest code point, U+10FFFF,
+# twice: only keys continuing the prefix with two of these non-characters would be missed).
+_HIGHEST = "\U0010ffff\U0010ffff"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -332,10 +336,15 @@ class Store:
     def list_objects(self, policy: str, prefix: str = "", after: str = "",
                      limit: int = 1000) -> List[ObjectRecord]:
         """Return up to ``limit`` rows of ``policy`` with keys > ``after`` starting with ``prefix``, by key."""
-        rows = self._query(
-            "SELECT policy, key, module_data, size, created, sha256, content_type, borrowed "
-            "FROM objects WHERE policy=? AND key > ? AND substr(key, 1, ?) = ? "
-            "ORDER BY key LIMIT ?", (policy, after, len(prefix), prefix, int(limit)))
+        columns = "policy, key, module_data, size, created, sha256, content_type, borrowed"
+        if not prefix:
+            rows = self._query("SELECT %s FROM objects WHERE policy=? AND key > ? ORDER BY key "
+                               "LIMIT ?" % columns, (policy, after, int(limit)))
+        else:  # the bounds let SQLite walk only the prefix's part of the primary key
+            rows = self._query(
+                "SELECT %s FROM objects WHERE policy=? AND key > ? AND key >= ? AND key < ? "
+                "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?" % columns,
+                (policy, after, prefix, prefix + _HIGHEST, len(prefix), prefix, int(limit)))
         return [_object_record(row) for row in rows]
 
     def count_objects(self, policy: str) -> int:
