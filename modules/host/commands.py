@@ -130,14 +130,15 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
         print("vsm serve: cannot listen on %s:%s: %s" % (options.host, options.port, error),
               file=sys.stderr)
         return EXIT_FAILED
-    _print_banner(out, app, server)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGTERM, _exit_on_signal)  # before the banner: tools wait for it
     try:
+        _print_banner(out, app, server)
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, SystemExit):
+        pass  # a signal during the banner: serve_forever handles the later ones itself
     finally:
+        server.shutdown(timeout=0)
         app.close()
     print("vsm serve: stopped", file=out, flush=True)
     return EXIT_OK
