@@ -69,3 +69,60 @@ class TestSixteenClients(HostTestCase):
             self.assertEqual(len(files), CLIENTS * 2 + 1,
                              "%s must hold exactly the live objects (no leftovers)" % name)
         self.assertEqual(self.host.app.registry._active, {}, "every lease is released")
+
+    def test_location_lost_and_restored_under_load(self):
+        """Eight clients keep writing and reading while loc-c disappears; nothing is lost,
+        and after the directory is back, repair restores all three copies."""
+        location = os.path.join(self.host.data_dir, "locations", "loc-c")
+        done_before_break = threading.Semaphore(0)
+        broken = threading.Event()
+        stored = {}
+        lock = threading.Lock()
+
+        def client(number: int):
+            rng = random.Random(100 + number)
+            session = requests.Session()
+            session.auth = AUTH
+            try:
+                for index in range(8):
+                    if index == 2:
+                        done_before_break.release()
+                        assert broken.wait(timeout=60), "the location was never broken"
+                    key = "load-%02d-%d" % (number, index)
+                    data = rng.randbytes(rng.randrange(1, 400_000))
+                    response = session.put(self.host.url + "/objects/mirror/" + key, data=data,
+                                           timeout=TIMEOUT)
+                    assert response.status_code == 201, response.text
+                    with lock:
+                        stored[key] = data
+                    with lock:
+                        key, data = rng.choice(sorted(stored.items()))
+                    got = session.get(self.host.url + "/objects/mirror/" + key, timeout=TIMEOUT)
+                    assert got.status_code == 200 and got.content == data, key
+            finally:
+                session.close()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client, number) for number in range(8)]
+            for _ in range(8):
+                self.assertTrue(done_before_break.acquire(timeout=60))
+            os.rename(location, location + ".lost")
+            broken.set()
+            for future in futures:
+                future.result()
+
+        stats = self.host.request("GET", "/cdmi/system_configuration/vendor_modules/mirror") \
+            .json()["statistics"]
+        self.assertTrue(stats["degraded"])
+        os.rename(location + ".lost", location)
+        self.assertEqual(self.host.request(
+            "POST", "/cdmi/system_configuration/vendor_modules/mirror/repair", json={})
+            .status_code, 200)
+        step = self.host.request("POST", "/cdmi/system_configuration/vendor_modules/mirror/repair",
+                                 json={"after": "", "limit": 1000}).json()
+        self.assertEqual(step["failed"], [])
+        for name in ("loc-a", "loc-b", "loc-c"):
+            files = stored_files(os.path.join(self.host.data_dir, "locations", name))
+            self.assertEqual(len(files), len(stored), name)
+        for key, data in stored.items():
+            self.assertEqual(self.host.request("GET", "/objects/mirror/" + key).content, data)
