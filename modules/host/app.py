@@ -2,7 +2,7 @@
 import logging
 import os
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from modules.errors import LocationUnavailable, StorageError
 
@@ -142,7 +142,8 @@ class HostApp:
             statistics, error = module_statistics(lease, config.name)
             used_by = [other.name for other in configs
                        if other.name != config.name and config.name in string_arguments(other.args)]
-            views.append(ModuleView(config, statistics, error, self.store.count_objects(config.name),
+            views.append(ModuleView(config, statistics, error,
+                                    self.store.count_objects(config.name),
                                     self.store.count_garbage(config.name), used_by))
         page = render_status_page(views, self.data_dir)
         headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page))),

@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
 

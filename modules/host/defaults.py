@@ -4,7 +4,8 @@ On the first start of an empty data directory the host creates the
 directories ``locations/loc-a``, ``loc-b`` and ``loc-c`` inside it,
 configures a ``simple.simple.SimpleStorage`` module on each, and a policy
 ``mirror``: ``replica.replica.ReplicaStorage`` over the three, by name,
-keeping its journal in ``state/mirror``. It happens once: an administrator who later removes them does not get them back.
+keeping its journal in ``state/mirror``. It happens once: an administrator
+who later removes them does not get them back.
 """
 import logging
 import os

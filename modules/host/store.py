@@ -310,7 +310,8 @@ class Store:
             if count:
                 raise ModuleInUse("%d object(s) are stored with module %r; delete them first"
                                   % (count, name))
-            pending = db.execute("SELECT COUNT(*) FROM garbage WHERE policy=?", (name,)).fetchone()[0]
+            pending = db.execute("SELECT COUNT(*) FROM garbage WHERE policy=?",
+                                 (name,)).fetchone()[0]
             if pending:
                 raise ModuleInUse("%d stored piece(s) of data in module %r still wait to be "
                                   "deleted; run 'vsm repair' when the module is reachable"
@@ -335,7 +336,10 @@ class Store:
 
     def list_objects(self, policy: str, prefix: str = "", after: str = "",
                      limit: int = 1000) -> List[ObjectRecord]:
-        """Return up to ``limit`` rows of ``policy`` with keys > ``after`` starting with ``prefix``, by key."""
+        """Return up to ``limit`` rows of ``policy`` in key order.
+
+        Only keys greater than ``after`` and starting with ``prefix`` are returned.
+        """
         columns = "policy, key, module_data, size, created, sha256, content_type, borrowed"
         if not prefix:
             rows = self._query("SELECT %s FROM objects WHERE policy=? AND key > ? ORDER BY key "

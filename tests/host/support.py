@@ -25,7 +25,7 @@ TIMEOUT = (5, 60)
 def replica_available() -> bool:
     """Return True when the replica module can be imported (it lands on its own branch)."""
     try:
-        import replica.replica  # noqa: F401
+        import replica.replica  # noqa: F401  (imported to see whether it can be)
     except ImportError:
         return False
     return True

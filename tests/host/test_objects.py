@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from modules.host.client import object_path
 
-from tests.host.support import CONFIG, HostTestCase, stored_files
+from tests.host.support import HostTestCase, stored_files
 
 MIB = 1024 * 1024
 

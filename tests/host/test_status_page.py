@@ -102,7 +102,8 @@ class TestStatusPageInChromium(HostTestCase):
         self.addCleanup(shutil.rmtree, self.profile, True)
 
     def browse(self, *mode: str) -> str:
-        url = self.host.url.replace("http://", "http://administrator:%s@" % quote(PASSWORD, safe=""))
+        credentials = "administrator:%s@" % quote(PASSWORD, safe="")
+        url = self.host.url.replace("http://", "http://" + credentials)
         command = [self.browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                    "--no-first-run", "--disable-background-networking",
                    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
