@@ -51,6 +51,7 @@ class SizedBody:
 
 
 @unittest.skipUnless(replica_available(), "the replica module is not importable")
+@unittest.skipUnless(os.path.exists("/proc/self/status"), "peak RSS is read from /proc (Linux)")
 class TestLargeUpload(unittest.TestCase):
 
     def setUp(self):
