@@ -342,12 +342,10 @@ class HTTPStorage(StorageModule):
                              on_retry=self._on_retry, what=what)
 
     def _stream_retrying(self):
-        """Retrying for a read stream's attempts after its first transient failure."""
+        """Retrying for one read of a stream (None when retries are off)."""
         if self._options.retries < 1:
             return None
-        return make_retrying(self._options.retries, self._options.retry_backoff,
-                             self._options.retry_max_wait, sleep=self._options.sleep,
-                             on_retry=self._on_retry, what="resuming a read")
+        return self._retrying("reading")
 
     def _on_retry(self, error: BaseException) -> None:
         self._count(retries=1)
@@ -385,32 +383,25 @@ class HTTPStorage(StorageModule):
             if not state["first"]:
                 rewind()
             state["first"] = False
-            if length == 0:
-                body: Any = b""
-            elif length is not None:
+            if length is not None:
                 body = SizedSourceBody(stream, self._options.chunk_size, length)
             else:
                 body = SourceBody(stream, self._options.chunk_size)
             try:
                 response = self._send("PUT", temp_url, (200, 201, 204), None, False,
                                       {"data": body})
-            except StorageError as error:
-                failed = source_error(body) if isinstance(body, SourceBody) else None
+            except Exception as error:
+                failed = source_error(body)
                 if failed is not None:
-                    raise failed from None
+                    raise failed from failed.__cause__
                 if getattr(error, "http_status", None) == 409:
                     # The shard collection vanished (server wiped?): create it again.
                     self._forget_collections(module_data)
                     self._ensure_collections(module_data)
-                    error.retryable = rewind is not None
-                raise
-            except Exception:
-                failed = source_error(body) if isinstance(body, SourceBody) else None
-                if failed is not None:
-                    raise failed from None
+                    error.retryable = True
                 raise
             response.close()
-            return 0 if length == 0 else body.sent
+            return body.sent
 
         if rewind is None:
             return attempt()
@@ -462,8 +453,8 @@ class HTTPStorage(StorageModule):
             return length
         # No Content-Length on HEAD: ask for the first byte; Content-Range has the total.
         response = self._request("GET", url, module_data=module_data, ok=(206, 416, 200),
-                                 headers={"Range": "bytes=0-0"})
-        response.close()
+                                 headers={"Range": "bytes=0-0"}, stream=True)
+        _close_quietly(response, read=response.status_code != 200)
         match = re.match(r"\s*bytes\s+(?:\d+-\d+|\*)/(\d+)\s*\Z",
                          response.headers.get("Content-Range", ""))
         if match:

@@ -18,7 +18,6 @@ import tenacity
 from modules.errors import DataCorrupted, LocationUnavailable
 from modules.streams import ReadStream
 from replica.http_errors import is_transport_error, transport_error
-from replica.http_retry import is_transient
 
 __all__ = ["HTTPReadStream"]
 
@@ -37,8 +36,9 @@ class HTTPReadStream(ReadStream):
             whose status is 200, 206 or 416 (other statuses and transport
             failures are raised as SDK errors by the caller's mapper).
         url, location, module_data: named in error messages.
-        retrying: returns a fresh tenacity ``Retrying`` for the attempts
-            after a first transient failure, or None for no retries.
+        retrying: returns a fresh tenacity ``Retrying`` (which re-opens the
+            response at the current position after a transient failure), or
+            None for no retries.
         chunk_size: bytes read and discarded per call when skipping.
     """
 
@@ -66,16 +66,10 @@ class HTTPReadStream(ReadStream):
     # -- the primitive ----------------------------------------------------
 
     def _read_at(self, position: int, size: int) -> bytes:
-        try:
+        retrying = self._retrying()
+        if retrying is None:
             return self._read_once(position, size)
-        except LocationUnavailable as error:
-            if not is_transient(error):
-                raise
-            retrying = self._retrying()
-            if retrying is None:
-                raise
-            log.warning("reading %s at byte %d failed, resuming: %s", self._url, position, error)
-            return retrying(self._read_once, position, size)
+        return retrying(self._read_once, position, size)
 
     def _release(self) -> None:
         self._drop()
