@@ -1,0 +1,13 @@
+"""The ``replica`` vendor module: objects mirrored over several storage locations.
+
+Configure it on the platform as ``replica.replica.ReplicaStorage`` (see
+``docs/replica.md``). Its parts, one concept a file: ``settings`` (parsing the
+configuration), ``locations`` (a child module, its health and error
+limiting), ``module_data`` (the versioned module_data), ``workers`` (the
+bounded pool), ``fanout`` (the one-pass fan-out writer), ``failover`` (the
+read stream that switches copies), ``journal`` (deferred deletes and copies)
+and ``statistics``.
+"""
+from replica.replica import ReplicaStorage
+
+__all__ = ["ReplicaStorage"]

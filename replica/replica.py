@@ -1,0 +1,843 @@
+"""``ReplicaStorage``: every object mirrored on several locations.
+
+Each object is stored on every configured *location* (a child storage
+module). A write succeeds when ``write_quorum`` copies exist; reads use the
+first copy that answers and switch copies transparently on failure; deletes
+that cannot reach a location are kept in a journal and retried; ``repair``
+refills missing copies. The administrator's guide is ``docs/replica.md``.
+"""
+import concurrent.futures
+import functools
+import logging
+import threading
+import time
+from types import MappingProxyType
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
+
+import tenacity
+
+from modules import StorageModule
+from modules.errors import (
+    ConfigurationError,
+    InsufficientStorage,
+    InvalidModuleData,
+    LocationTimeout,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+)
+from replica import module_data as formats
+from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
+from replica.fanout import ChunkChannel, FanOut
+from replica.journal import COPY, DELETE, JournalEntry, open_journal
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location
+from replica.settings import parse_settings
+from replica.statistics import child_capacity, json_safe, summarize
+from replica.workers import WorkerPool
+
+__all__ = ["ReplicaStorage"]
+
+log = logging.getLogger(__name__)
+
+#: Journal entries one background drain handles at most.
+DRAIN_BATCH = 64
+#: Journal entries fetched per query while replaying.
+_PAGE = 100
+
+Placed = Tuple[Location, str]  # a configured location and the object's child module_data there
+
+
+class ReplicaStorage(StorageModule):
+    """Mirror every object over several locations (see ``docs/replica.md``).
+
+    Args:
+        *locations: each a configured module's name (resolved through
+            ``context['func']['getModule']``), an inline JSON spec
+            ``{"module": ..., "args": [...], "name": ...}``, or a
+            ``file:///dir`` / ``http(s)://`` URL (``#name`` sets its name).
+            Any ``"option=value"`` string is taken as an option.
+        **options: ``write_quorum``, ``read_attempts``, ``read_backoff``,
+            ``error_limit``, ``error_interval``, ``workers``,
+            ``write_timeout``, ``call_timeout``, ``queue_timeout``,
+            ``state_dir``, ``journal_limit``, ``journal_interval``.
+
+    Raises:
+        ConfigurationError: no locations, a location or option that cannot
+            be used, duplicate names, quorum out of range, or a state
+            directory that cannot hold the journal.
+    """
+
+    capabilities = MappingProxyType({"repair": True, "verified_reads": False})
+
+    def __init__(self, *locations: Any, **options: Any):
+        super().__init__()
+        settings = self.settings = parse_settings(locations, options)
+        #: Monotonic clock and sleep; tests replace them on the instance.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], None] = time.sleep
+        self._lock = threading.Lock()
+        self._closed = False
+        self._locations: List[Location] = []
+        try:
+            for spec in settings.locations:
+                self._locations.append(Location(spec, settings.error_limit,
+                                                settings.error_interval, owner=self,
+                                                clock=self._now))
+            try:
+                self._journal = open_journal(settings.state_dir, settings.journal_limit)
+            except LocationUnavailable as error:
+                raise ConfigurationError("state_dir cannot hold the replica journal: %s"
+                                         % error) from error
+        except BaseException:
+            for location in self._locations:
+                location.close()
+            raise
+        self._by_name = {location.name: location for location in self._locations}
+        self._pool = WorkerPool(settings.workers, name="replica")
+        self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
+        self._drain_lock = threading.Lock()
+        self._next_drain = 0.0
+        self._context: Optional[dict] = None
+        self._counters = dict.fromkeys((
+            "objects_created", "writes", "bytes_written", "writes_failed",
+            "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
+            "repairs", "copies_repaired", "journal_replayed"), 0)
+
+    def __repr__(self) -> str:
+        return "ReplicaStorage(%r, write_quorum=%d)" % (
+            [location.name for location in self._locations], self.settings.write_quorum)
+
+    # -- the contract -----------------------------------------------------
+
+    def new_data(self, context: Optional[dict]) -> str:
+        """Ask every location for its module_data and combine them with a new object id.
+
+        A location that fails here gets no copy of this object (module_data
+        never changes); that is accepted while ``write_quorum`` locations
+        answer, and logged.
+
+        Returns:
+            str: versioned JSON naming each location's child module_data.
+
+        Raises:
+            LocationUnavailable: fewer than ``write_quorum`` locations answered
+                (each failure is listed).
+        """
+        self._check_open()
+        self._remember(context)
+        copies: Dict[str, Dict[str, str]] = {}
+        failures: Dict[str, StorageError] = {}
+        for location in self._locations:
+            try:
+                child = location.call(context, "new_data")
+            except StorageError as error:
+                failures[location.name] = error
+                continue
+            if not isinstance(child, str) or not child \
+                    or len(child) > formats.MAX_CHILD_LENGTH:
+                failures[location.name] = LocationUnavailable(
+                    "location %s returned unusable module_data from new_data (a %s)"
+                    % (location.name, type(child).__name__), location=location.name)
+                continue
+            copies[location.name] = {"md": child}
+        if len(copies) < self.settings.write_quorum:
+            raise LocationUnavailable(
+                "only %d of %d locations could allocate the object (write_quorum is %d): %s"
+                % (len(copies), len(self._locations), self.settings.write_quorum,
+                   _describe(failures)))
+        if failures:
+            log.warning("new object will have no copy at %s: %s",
+                        ", ".join(failures), _describe(failures))
+        try:
+            text = formats.encode(formats.new_object_id(), copies)
+        except InvalidModuleData as error:
+            raise LocationUnavailable("the locations' module_data do not fit in a replica "
+                                      "module_data: %s" % error) from error
+        self._count(objects_created=1)
+        return text
+
+    def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
+        """Store the stream's bytes on every location that lacks them, in one pass.
+
+        Locations that already hold a copy (``available``) are skipped and
+        count towards the quorum. The source is read once, in chunks, and
+        fanned out to the others in parallel with bounded memory. A location
+        that fails or stalls drops out of this write and keeps no partial
+        copy. Missing copies are recorded in the journal (see ``repair``).
+
+        Returns:
+            None.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            SourceStreamError: the source failed or is not binary; no copy
+                was written anywhere (SDK errors from the source pass through).
+            InsufficientStorage: below quorum and every failed location is full.
+            LocationUnavailable: below quorum (or no free workers in time);
+                the copies this call wrote were removed and each location's
+                failure is listed (also as the error's ``failures`` dict).
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        self._remember(context)
+        present, unconfigured = self._split(data)
+        failures: Dict[str, StorageError] = {
+            name: LocationUnavailable("location %s is not configured any more" % name)
+            for name in unconfigured}
+        checks = {}
+        for location, child in present:
+            if location.is_limited():
+                failures[location.name] = _limited(location)
+            else:
+                checks[location.name] = functools.partial(location.call, context, "available",
+                                                          child)
+        answers = self._parallel(checks)
+        skipped: List[str] = []
+        targets: Dict[str, Placed] = {}
+        for location, child in present:
+            if location.name not in answers:
+                continue
+            ok, value = answers[location.name]
+            if not ok:
+                failures[location.name] = value
+            elif value is True:
+                skipped.append(location.name)
+            else:
+                targets[location.name] = (location, child)
+        quorum = self.settings.write_quorum
+        if len(skipped) + len(targets) < quorum:
+            self._count(writes_failed=1)
+            raise _quorum_error(data, len(skipped), quorum, failures,
+                                "nothing was written")
+        try:
+            result = self._fanout.run(stream, {
+                name: _writer(context, location, child)
+                for name, (location, child) in targets.items()})
+        except BaseException:
+            self._count(writes_failed=1)
+            raise
+        written = [name for name in targets if name not in result.failures]
+        failures.update(result.failures)
+        if result.incomplete:
+            self._delete_copies(context, data, sorted(result.incomplete))
+        if len(skipped) + len(written) < quorum:
+            self._delete_copies(context, data, written)
+            self._delete_late_copies(context, data, result.late)
+            self._count(writes_failed=1)
+            raise _quorum_error(data, len(skipped) + len(written), quorum, failures,
+                                "the %d copies this call wrote were removed" % len(written))
+        holding = skipped + written
+        missing = [location.name for location, _ in present if location.name not in holding]
+        self._note_copies(data, holding, missing)
+        self._count(writes=1, bytes_written=result.size,
+                    under_replicated_writes=1 if missing or unconfigured else 0)
+        if missing or unconfigured:
+            log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
+                        data.object_id, len(holding), len(data.copies), quorum,
+                        ", ".join(missing + unconfigured), _describe(failures))
+        self._maybe_drain(context)
+
+    def available(self, context: Optional[dict], module_data: str) -> bool:
+        """Tell whether every location holds its copy.
+
+        False as soon as one location lacks its copy or cannot tell (error,
+        error-limited), so that the platform sends the data again and
+        :meth:`assign` fills the gaps.
+
+        Returns:
+            bool: True only when every configured location named in
+            ``module_data`` answers True.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            LocationUnavailable: no location could answer at all.
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        self._remember(context)
+        present, unconfigured = self._split(data)
+        if not present:
+            raise _unconfigured_error(data, unconfigured)
+        checks = {location.name: functools.partial(location.call, context, "available", child)
+                  for location, child in present if not location.is_limited()}
+        answers = self._parallel(checks)
+        answered = {name: value for name, (ok, value) in answers.items() if ok}
+        if not answered:
+            failures = {name: value for name, (_, value) in answers.items()}
+            failures.update((location.name, _limited(location))
+                            for location, _ in present if location.name not in answers)
+            raise LocationUnavailable("no location could tell whether object %s is stored: %s"
+                                      % (data.object_id, _describe(failures)))
+        return len(answered) == len(present) and all(value is True
+                                                     for value in answered.values())
+
+    def get_read_stream(self, context: Optional[dict], module_data: str) -> FailoverReadStream:
+        """Open the object on the first location that answers.
+
+        Locations are tried in configured order, error-limited ones last;
+        transient errors are retried (``read_attempts``, ``read_backoff``).
+        If a read fails mid-stream, the stream reopens the next copy at the
+        same offset and carries on.
+
+        Returns:
+            FailoverReadStream: seekable; close it (or use ``with``).
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            ObjectNotFound: no location holds the object.
+            DataCorrupted: the only copies found have the wrong size.
+            LocationUnavailable: every location that might hold it failed.
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        self._remember(context)
+        candidates = self._candidates(data)
+        stream = open_failover_stream(context, module_data, candidates, self._retry,
+                                      on_failover=self._count_failover)
+        self._count(reads=1)
+        return stream
+
+    def delete(self, context: Optional[dict], module_data: str) -> None:
+        """Delete every copy, in parallel; unreachable copies are deleted later.
+
+        A location that cannot be reached (or is error-limited) gets the
+        delete recorded in the journal; it is retried on later calls and by
+        :meth:`repair`. Missing copies are fine.
+
+        Returns:
+            None.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            LocationUnavailable: a copy could not be deleted and the delete
+                could not be recorded either (journal full or unwritable);
+                calling again is safe.
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        self._remember(context)
+        present, unconfigured = self._split(data)
+        if unconfigured:
+            log.warning("object %s: copies at %s are not deleted: those locations are not "
+                        "configured any more", data.object_id, ", ".join(unconfigured))
+        calls = {}
+        deferred: Dict[str, StorageError] = {}
+        for location, child in present:
+            if location.is_limited():
+                deferred[location.name] = _limited(location)
+            else:
+                calls[location.name] = functools.partial(location.call, context, "delete", child)
+        for name, (ok, value) in self._parallel(calls).items():
+            if ok or isinstance(value, ObjectNotFound):
+                continue
+            if isinstance(value, InvalidModuleData):
+                log.error("object %s: location %s rejects its own module_data (%s); its copy, if "
+                          "any, is left in place", data.object_id, name, value)
+                continue
+            deferred[name] = value
+        self._journal_call("forget copies of", self._journal_forget, data.object_id)
+        unrecorded = {}
+        for name, error in deferred.items():
+            recorded = self._journal_call("record a delete in", self._journal.add,
+                                          DELETE, name, data.object_id, module_data)
+            if recorded:
+                log.warning("object %s: delete at %s deferred (%s)", data.object_id, name, error)
+            else:
+                unrecorded[name] = error
+        self._count(deletes=1, deferred_deletes=len(deferred) - len(unrecorded))
+        if unrecorded:
+            raise LocationUnavailable(
+                "object %s: could not delete the copies at %s and could not record the deletes "
+                "for later (journal full or unwritable); call delete again: %s"
+                % (data.object_id, ", ".join(unrecorded), _describe(unrecorded)))
+        self._maybe_drain(context)
+
+    def get_size(self, context: Optional[dict], module_data: str) -> int:
+        """Return the object's size from the first location that knows it.
+
+        Returns:
+            int: the size in bytes.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            ObjectNotFound: no location holds the object.
+            LocationUnavailable: every location that might hold it failed.
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        self._remember(context)
+        failures: Dict[str, StorageError] = {}
+        for location, child in self._candidates(data):
+            try:
+                size = self._retry(location, functools.partial(location.call, context,
+                                                               "get_size", child))
+            except StorageError as error:
+                failures[location.name] = error
+                continue
+            if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+                return size
+            failures[location.name] = LocationUnavailable(
+                "location %s returned size %r" % (location.name, size), location=location.name)
+        raise exhausted_error(module_data, failures)
+
+    def statistics(self, context: Optional[dict]) -> Dict[str, Any]:
+        """Describe the replica and every location; never raises.
+
+        Returns:
+            dict: ``capacity`` (that of the healthy location with the least
+            free bytes; -1s when none is known), ``capacity_location``,
+            ``capacity_unknown``, ``raw`` (sums of what is known),
+            ``replicas``, ``write_quorum``, ``healthy``, ``degraded``,
+            ``under_replicated``, ``pending_deletes``, ``journal``,
+            ``locations`` (name, kind, health ok/down/error-limited,
+            capacity, last error, error counts, the child's statistics),
+            ``workers``, ``operations`` and ``options``.
+        """
+        try:
+            return self._statistics(context)
+        except Exception as error:  # statistics must never raise; report instead
+            log.exception("building replica statistics failed")
+            return {"capacity": self.capacity(), "replicas": len(self._locations),
+                    "degraded": True, "error": "%s: %s" % (type(error).__name__, error)}
+
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
+        """Refill one object's missing copies, or replay the whole journal.
+
+        With ``module_data``: every location is asked whether it holds its
+        copy, and those that do not get one, streamed from a good copy.
+        Without: pending deletes and missing copies recorded in the journal
+        are retried (error-limited locations are left for later).
+
+        Returns:
+            dict: with ``module_data``: ``object``, ``present``, ``repaired``,
+            ``failed``, ``unreachable``, ``not_configured``; without:
+            counts of ``deletes`` and ``copies`` done/failed/obsolete,
+            ``skipped_locations`` and the ``remaining`` journal counts.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            ObjectNotFound: no location holds the object any more.
+            LocationUnavailable: no location holding it could be read, or
+                the journal cannot be read.
+        """
+        self._check_open()
+        self._remember(context)
+        if module_data is None:
+            with self._drain_lock:
+                summary = self._replay(context, limit=None)
+            self._count(repairs=1)
+            return summary
+        data = formats.decode(module_data)
+        present, unconfigured = self._split(data)
+        if not present:
+            raise _unconfigured_error(data, unconfigured)
+        report = self._refill(context, data, None, self.settings.queue_timeout)
+        report.update(object=data.object_id, not_configured=unconfigured)
+        self._count(repairs=1)
+        return report
+
+    def close(self) -> None:
+        """Stop the workers, close the journal and the modules this replica created.
+
+        Named modules belong to the platform and are left open. Safe to call
+        twice.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.shutdown(timeout=self.settings.call_timeout)
+        with self._drain_lock:
+            self._journal.close()
+        for location in self._locations:
+            location.close()
+
+    # -- locations ----------------------------------------------------------
+
+    def _split(self, data: formats.ReplicaData) -> Tuple[List[Placed], List[str]]:
+        """Return (configured locations named in ``data`` in configured order, other names)."""
+        present = [(location, data.child_md(location.name)) for location in self._locations
+                   if location.name in data.copies]
+        unconfigured = sorted(name for name in data.copies if name not in self._by_name)
+        return present, unconfigured
+
+    def _candidates(self, data: formats.ReplicaData) -> List[Placed]:
+        """Return the copies to read, healthy locations first, error-limited ones last."""
+        present, unconfigured = self._split(data)
+        if not present:
+            raise _unconfigured_error(data, unconfigured)
+        healthy = [placed for placed in present if not placed[0].is_limited()]
+        limited = [placed for placed in present if placed[0].is_limited()]
+        return healthy + limited
+
+    def _retry(self, location: Location, function: Callable[[], Any]) -> Any:
+        """Call ``function``, retrying LocationUnavailable unless the location is error-limited."""
+        attempts = self.settings.read_attempts
+        if attempts <= 1 or location.is_limited():
+            return function()
+        backoff = self.settings.read_backoff
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts),
+                                   lambda state: location.is_limited()),
+            wait=tenacity.wait_exponential(multiplier=backoff, max=backoff * 8)
+            if backoff > 0 else tenacity.wait_none(),
+            retry=tenacity.retry_if_exception_type(LocationUnavailable),
+            sleep=lambda seconds: self._sleep(seconds),
+            reraise=True)
+        return retrying(function)
+
+    def _parallel(self, calls: Dict[str, Callable[[], Any]]) -> Dict[str, Tuple[bool, Any]]:
+        """Run one call per location at once; return name -> (True, value) or (False, error).
+
+        Calls run on the pool when it has room (each bounded by
+        ``call_timeout``; a location that does not answer in time is counted
+        as failed), otherwise one after the other in this thread.
+        """
+        results: Dict[str, Tuple[bool, Any]] = {}
+        if len(calls) > 1 and self._pool.reserve(len(calls), 0):
+            futures: Dict[str, concurrent.futures.Future] = {}
+            try:
+                for name, call in calls.items():
+                    futures[name] = self._pool.submit(call)
+            finally:
+                self._pool.release(len(calls) - len(futures))
+            deadline = time.monotonic() + self.settings.call_timeout
+            for name, future in futures.items():
+                location = self._by_name[name]
+                try:
+                    results[name] = (True, future.result(
+                        timeout=max(0.0, deadline - time.monotonic())))
+                except concurrent.futures.TimeoutError:
+                    error = LocationTimeout("location %s did not answer within %.1f s "
+                                            "(call_timeout)" % (name, self.settings.call_timeout),
+                                            location=name)
+                    location.failed(error, "call")
+                    results[name] = (False, error)
+                except Exception as error:  # calls translate already; a safety net
+                    results[name] = (False, location.translate(error, "call"))
+            return results
+        for name, call in calls.items():
+            try:
+                results[name] = (True, call())
+            except StorageError as error:
+                results[name] = (False, error)
+        return results
+
+    # -- copies and the journal ----------------------------------------------
+
+    def _note_copies(self, data: formats.ReplicaData, holding: Sequence[str],
+                     missing: Sequence[str]) -> None:
+        """Record missing copies in the journal and forget entries for copies now held."""
+        for name in missing:
+            self._journal_call("record a missing copy in", self._journal.add,
+                               COPY, name, data.object_id, data.text)
+        if holding and self._journal_call("read", self._journal.has, data.object_id):
+            for name in holding:
+                self._journal_call("update", self._journal.remove, COPY, name, data.object_id)
+
+    def _journal_forget(self, object_id: str) -> None:
+        if self._journal.has(object_id):
+            self._journal.remove_object(object_id, COPY)
+
+    def _journal_call(self, action: str, function: Callable[..., Any], *args: Any) -> Any:
+        """Call a journal method; log and return None when the journal fails."""
+        try:
+            return function(*args)
+        except StorageError as error:
+            log.error("could not %s the replica journal: %s", action, error)
+            return None
+
+    def _delete_copies(self, context: Optional[dict], data: formats.ReplicaData,
+                       names: Sequence[str]) -> None:
+        """Delete the copies at ``names`` (in parallel); journal the ones that fail."""
+        calls = {name: functools.partial(self._by_name[name].call, context, "delete",
+                                         data.child_md(name)) for name in names}
+        for name, (ok, value) in self._parallel(calls).items():
+            if not ok and not isinstance(value, ObjectNotFound):
+                log.warning("object %s: removing the copy at %s failed (%s); deferred",
+                            data.object_id, name, value)
+                self._journal_call("record a delete in", self._journal.add,
+                                   DELETE, name, data.object_id, data.text)
+
+    def _delete_late_copies(self, context: Optional[dict], data: formats.ReplicaData,
+                            late: Dict[str, concurrent.futures.Future]) -> None:
+        """Delete copies whose writer finishes after the write was given up on."""
+        for name, future in late.items():
+            def finished(done: concurrent.futures.Future, name: str = name) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                log.warning("object %s: the write to %s finished after the write failed; "
+                            "removing that copy", data.object_id, name)
+                self._delete_copies(context, data, [name])
+            future.add_done_callback(finished)
+
+    def _refill(self, context: Optional[dict], data: formats.ReplicaData,
+                only: Optional[Sequence[str]], queue_timeout: float) -> Dict[str, Any]:
+        """Copy the object to the locations that lack it (or to ``only`` of them).
+
+        Returns:
+            dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
+
+        Raises:
+            ObjectNotFound: no location holds the object.
+            LocationUnavailable: no holder could be reached or read.
+        """
+        present, _ = self._split(data)
+        checks = {location.name: functools.partial(location.call, context, "available", child)
+                  for location, child in present if not location.is_limited()}
+        answers = self._parallel(checks)
+        holders: List[Placed] = []
+        missing: List[Placed] = []
+        unreachable: Dict[str, StorageError] = {}
+        for location, child in present:
+            ok, value = answers.get(location.name, (False, _limited(location)))
+            if not ok:
+                unreachable[location.name] = value
+            elif value is True:
+                holders.append((location, child))
+            elif only is None or location.name in only:
+                missing.append((location, child))
+        report: Dict[str, Any] = {
+            "present": [location.name for location, _ in holders],
+            "repaired": [], "failed": {},
+            "unreachable": {name: str(error) for name, error in unreachable.items()}}
+        if missing and not holders:
+            if unreachable:
+                raise LocationUnavailable("object %s: no location holding a copy can be reached: "
+                                          "%s" % (data.object_id, _describe(unreachable)))
+            raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
+                                 module_data=data.text)
+        failures: Dict[str, StorageError] = {}
+        if missing:
+            source = open_failover_stream(context, data.text, holders, self._retry)
+            try:
+                result = self._fanout.run(source, {
+                    location.name: _writer(context, location, child)
+                    for location, child in missing}, queue_timeout=queue_timeout)
+            finally:
+                source.close()
+            failures = dict(result.failures)
+            if result.incomplete:
+                self._delete_copies(context, data, sorted(result.incomplete))
+        repaired = [location.name for location, _ in missing if location.name not in failures]
+        report["repaired"] = repaired
+        report["failed"] = {name: str(error) for name, error in failures.items()}
+        in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
+        self._note_copies(data, report["present"] + repaired, sorted(set(failures) | in_scope))
+        self._count(copies_repaired=len(repaired))
+        if repaired:
+            log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
+        return report
+
+    def _replay(self, context: Optional[dict], limit: Optional[int]) -> Dict[str, Any]:
+        """Retry journal entries (least recently tried first); the caller holds the drain lock."""
+        summary: Dict[str, Any] = {
+            "deletes": {"done": 0, "failed": 0, "obsolete": 0},
+            "copies": {"done": 0, "failed": 0, "obsolete": 0}}
+        seen = set()
+        handled = 0
+        skipped: List[str] = []
+        while limit is None or handled < limit:
+            usable = [location.name for location in self._locations if not location.is_limited()]
+            skipped = [location.name for location in self._locations if location.is_limited()]
+            page = [entry for entry in self._journal.entries(_PAGE, usable)
+                    if (entry.kind, entry.location, entry.object_id) not in seen]
+            if not page:
+                break
+            for entry in page:
+                if limit is not None and handled >= limit:
+                    break
+                seen.add((entry.kind, entry.location, entry.object_id))
+                handled += 1
+                outcome = self._replay_entry(context, entry)
+                summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
+        summary["skipped_locations"] = skipped
+        try:
+            summary["remaining"] = self._journal.counts()
+        except StorageError as error:
+            summary["remaining"] = {"error": str(error)}
+        self._count(journal_replayed=handled)
+        return summary
+
+    def _replay_entry(self, context: Optional[dict], entry: JournalEntry) -> str:
+        """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
+        location = self._by_name[entry.location]
+        try:
+            data = formats.decode(entry.module_data)
+            child = data.child_md(entry.location)
+        except (InvalidModuleData, KeyError):
+            log.error("dropping a journal entry with unusable module_data (%s at %s)",
+                      entry.kind, entry.location)
+            self._journal.remove(entry.kind, entry.location, entry.object_id)
+            return "obsolete"
+        try:
+            if entry.kind == DELETE:
+                try:
+                    location.call(context, "delete", child)
+                except ObjectNotFound:
+                    pass
+                log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
+            else:
+                report = self._refill(context, data, [entry.location], 0.0)
+                if entry.location in report["failed"] or entry.location in report["unreachable"]:
+                    raise LocationUnavailable(report["failed"].get(entry.location) or
+                                              report["unreachable"][entry.location])
+        except ObjectNotFound as error:  # no copy left anywhere to copy from
+            log.error("object %s: cannot refill its copy at %s: %s", entry.object_id,
+                      entry.location, error)
+            self._journal.remove(entry.kind, entry.location, entry.object_id)
+            return "obsolete"
+        except StorageError as error:
+            self._journal.retry_failed(entry, "%s: %s" % (type(error).__name__, error))
+            return "failed"
+        self._journal.remove(entry.kind, entry.location, entry.object_id)
+        return "done"
+
+    def _maybe_drain(self, context: Optional[dict]) -> None:
+        """Start a background replay of some journal entries, at most every journal_interval."""
+        now = self._clock()
+        with self._lock:
+            if self._closed or now < self._next_drain:
+                return
+            self._next_drain = now + self.settings.journal_interval
+        if self._drain_lock.locked():
+            return
+        counts = self._journal_call("read", self._journal.counts)
+        if not counts or not any(counts.values()):
+            return
+        if not self._pool.reserve(1, 0):
+            return
+        try:
+            self._pool.submit(self._background_drain, context)
+        except StorageError as error:
+            self._pool.release(1)
+            log.debug("not draining the journal: %s", error)
+
+    def _background_drain(self, context: Optional[dict]) -> None:
+        if not self._drain_lock.acquire(blocking=False):
+            return
+        try:
+            if self._closed:
+                return
+            summary = self._replay(context, limit=DRAIN_BATCH)
+            log.info("journal drain: %s", summary)
+        except Exception:  # a background task has nobody to raise to
+            log.exception("draining the replica journal failed")
+        finally:
+            self._drain_lock.release()
+
+    # -- statistics -------------------------------------------------------
+
+    def _statistics(self, context: Optional[dict]) -> Dict[str, Any]:
+        calls = {}
+        errors: Dict[str, StorageError] = {}
+        for location in self._locations:
+            try:
+                module = location.module(context)
+            except StorageError as error:
+                errors[location.name] = error
+                continue
+            calls[location.name] = functools.partial(_child_statistics, location, module, context)
+        results = self._parallel(calls)
+        reports = []
+        for location in self._locations:
+            snapshot = location.snapshot()
+            ok, value = results.get(location.name, (False, errors.get(location.name)))
+            entry = dict(snapshot, capacity=None, statistics=None, reason=None)
+            if not ok:
+                entry["reason"] = "%s: %s" % (type(value).__name__, value)
+                if snapshot["health"] != ERROR_LIMITED:
+                    entry["health"] = DOWN
+            else:
+                entry["statistics"] = json_safe(value)
+                entry["capacity"] = child_capacity(value)
+                status = value.get("status") if isinstance(value, dict) else None
+                if status not in (None, "ok", OK):
+                    entry["reason"] = str(value.get("reason") or "status %s" % status)
+                    if snapshot["health"] != ERROR_LIMITED:
+                        entry["health"] = DOWN
+            reports.append(entry)
+        journal = {"durable": self._journal.durable, "path": self._journal.path,
+                   "limit": self._journal.limit, "dropped": self._journal.dropped}
+        try:
+            counts = self._journal.counts()
+            journal.update(copies=counts[COPY], deletes=counts[DELETE])
+        except StorageError as error:
+            journal.update(copies=-1, deletes=-1, error=str(error))
+        if not self._journal.durable:
+            journal["note"] = "kept in memory and lost on restart; set state_dir to keep it"
+        with self._lock:
+            operations = dict(self._counters)
+        return summarize(reports, self.settings.write_quorum, journal, {
+            "workers": self._pool.stats(), "operations": operations,
+            "options": self.settings.describe()})
+
+    # -- small helpers -------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
+                                      "instance")
+
+    def _remember(self, context: Optional[dict]) -> None:
+        """Keep the latest context that can resolve modules, for background work."""
+        if isinstance(context, dict) and isinstance(context.get("func"), dict):
+            self._context = context
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            for key, value in increments.items():
+                self._counters[key] += value
+
+    def _count_failover(self) -> None:
+        self._count(read_failovers=1)
+
+
+def _writer(context: Optional[dict], location: Location,
+            child: str) -> Callable[[ChunkChannel], None]:
+    """Return the fan-out writer that stores a channel's bytes at ``location``."""
+    def write(channel: ChunkChannel) -> None:
+        location.call(context, "assign", child, channel)
+    return write
+
+
+def _child_statistics(location: Location, module: StorageModule,
+                      context: Optional[dict]) -> Any:
+    """Call a child's statistics without touching its health; translate failures."""
+    try:
+        return module.statistics(context)
+    except Exception as error:  # statistics of a broken child: report, never raise
+        translated = location.translate(error, "statistics")
+        raise translated from error
+
+
+def _limited(location: Location) -> LocationUnavailable:
+    return LocationUnavailable("location %s is error-limited after repeated failures; skipped "
+                               "for now" % location.name, location=location.name)
+
+
+def _describe(failures: Dict[str, BaseException]) -> str:
+    return "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
+                     for name, error in failures.items()) or "no details"
+
+
+def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
+                  failures: Dict[str, StorageError], what: str) -> StorageError:
+    message = ("object %s: only %d of %d copies could be stored, write_quorum is %d; %s. "
+               "Failures: %s" % (data.object_id, copies, len(data.copies), quorum, what,
+                                 _describe(failures)))
+    full = failures and all(isinstance(error, InsufficientStorage)
+                            for error in failures.values())
+    error: StorageError = InsufficientStorage(message) if full else LocationUnavailable(message)
+    error.failures = {name: "%s: %s" % (type(value).__name__, value)  # type: ignore[attr-defined]
+                      for name, value in failures.items()}
+    return error
+
+
+def _unconfigured_error(data: formats.ReplicaData, names: Sequence[str]) -> LocationUnavailable:
+    return LocationUnavailable(
+        "object %s is stored only at locations that are not configured any more (%s); add them "
+        "back under the same names to reach it" % (data.object_id, ", ".join(names)))
