@@ -72,7 +72,9 @@ class TestServerStopped(DAVServerCase):
 
     def test_a_read_in_progress_resumes_after_a_restart(self):
         storage = self.make_storage("retries=1", "chunk_size=65536")
-        data = payload(3 * MIB, seed=2)
+        # Larger than the socket buffers can hold (up to 32 MiB on loopback), so that
+        # stopping the server really cuts the response being read.
+        data = payload(48 * MIB, seed=2)
         module_data = storage.new_data(None)
         storage.assign(None, module_data, io.BytesIO(data))
         with storage.get_read_stream(None, module_data) as stream:
