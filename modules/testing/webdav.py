@@ -110,8 +110,10 @@ class WebDAVServer:
         if self.user is not None:
             command += ["--user", self.user]
         with open(self._log_path, "ab") as log_file:
+            # cwd: "python -m" puts it first on sys.path; make it the SDK's own root.
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                             stderr=subprocess.STDOUT, env=env)
+                                             stderr=subprocess.STDOUT, env=env,
+                                             cwd=_package_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
