@@ -298,8 +298,9 @@ class HTTPStorage(StorageModule):
                  stream: bool = False, **kwargs) -> requests.Response:
         """Send one request (retried if ``retry``); return the response if its status is ok.
 
-        Non-streaming responses have their (small) body read, so the
-        connection returns to the pool; callers close every response.
+        Without ``stream`` the (small) body is read and dropped, so the
+        connection returns to the pool; with it, the caller reads the body.
+        Callers close every response.
         """
         if not retry:
             return self._send(method, url, ok, module_data, stream, kwargs)
@@ -326,7 +327,7 @@ class HTTPStorage(StorageModule):
             raise mapped
         if not stream:
             try:
-                response._content = _read_small(response)
+                _read_small(response)  # a small body: read, so the connection is reused
             except Exception as error:
                 _close_quietly(response)
                 mapped = transport_error(method, url, error, location=self.base_url,
@@ -471,12 +472,19 @@ class HTTPStorage(StorageModule):
         """Return (capacity dict, reason or None) from PROPFIND on the base URL (no retries)."""
         response = self._request(
             "PROPFIND", self.base_url, ok=(207, 200, 405, 501), retry=False, data=_PROPFIND_QUOTA,
-            headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
-        response.close()
+            headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+            stream=True)
+        try:
+            body = _read_small(response)
+        except Exception as error:
+            raise transport_error("PROPFIND", self.base_url, error, location=self.base_url,
+                                  timeout=self._timeout) from error
+        finally:
+            response.close()
         if response.status_code in (405, 501):
             return self.capacity(), "the server does not support PROPFIND (%d)" % (
                 response.status_code)
-        available, used = _parse_quota(response.content)
+        available, used = _parse_quota(body)
         if available is None and used is None:
             return self.capacity(), "the server reports no RFC 4331 quota properties"
         total = available + used if available is not None and used is not None else -1

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from modules.errors import ConfigurationError
 
@@ -282,8 +282,9 @@ def _base_url(value: Any) -> str:
     if parts.query or parts.fragment:
         raise ConfigurationError("base URL must not have a query (?...) or fragment (#...)")
     if any(char.isspace() for char in value.strip()) or "\0" in value:
-        raise ConfigurationError("base URL must not contain spaces or control characters")
-    path = parts.path or "/"
+        raise ConfigurationError("base URL must not contain spaces or control characters "
+                                 "(write a space as %20)")
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")  # keep it ASCII for headers
     if not path.endswith("/"):
         path += "/"
     if "/../" in path or "/./" in path:
