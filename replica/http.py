@@ -115,7 +115,7 @@ class HTTPStorage(StorageModule):
         }
         self._latencies = collections.deque(maxlen=_LATENCY_WINDOW)
         self._last_error: Optional[Dict[str, Any]] = None
-        _warn_cleartext(options)
+        _warn_insecure(options)
 
     def __repr__(self) -> str:
         return "HTTPStorage(%r, auth=%s)" % (self.base_url, self._options.auth_description)
@@ -606,8 +606,11 @@ def _parse_quota(body: bytes):
     return values.get("quota-available-bytes"), values.get("quota-used-bytes")
 
 
-def _warn_cleartext(options: HTTPOptions) -> None:
+def _warn_insecure(options: HTTPOptions) -> None:
     parts = urlsplit(options.base_url)
+    if parts.scheme == "https" and options.verify is False:
+        log.warning("HTTPStorage %s does not verify the server's TLS certificate "
+                    "(verify_tls=false); prefer ca_bundle=", options.base_url)
     if parts.scheme == "http" and options.auth_description != "none" and \
             parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         log.warning("HTTPStorage %s sends %s credentials over plain http; use https",

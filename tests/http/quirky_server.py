@@ -8,9 +8,10 @@ a bearer token. Every request is recorded (method, path, a few headers) so
 tests can see what the client sent.
 """
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 __all__ = ["QuirkyDAVServer"]
@@ -20,10 +21,14 @@ _RECORDED_HEADERS = ("HTTP_RANGE", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING",
 
 
 class QuirkyDAVServer:
-    """wsgidav over ``root`` at ``http://127.0.0.1:<port>/`` with steerable faults."""
+    """wsgidav over ``root`` at ``http://127.0.0.1:<port>/`` with steerable faults.
 
-    def __init__(self, root: str):
+    ``tls=(certificate file, key file)`` serves https instead.
+    """
+
+    def __init__(self, root: str, tls: Optional[Tuple[str, str]] = None):
         self.root = root
+        self._scheme = "https" if tls else "http"
         self.ignore_range = False
         self.head_without_length = False
         self.bearer_token: Optional[str] = None
@@ -43,11 +48,13 @@ class QuirkyDAVServer:
         }
         self._dav = WsgiDAVApp(config)
         self._server = wsgi.Server(("127.0.0.1", 0), self._app, numthreads=8)
+        if tls:
+            self._server.ssl_adapter = BuiltinSSLAdapter(tls[0], tls[1])
         self._thread: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
-        return "http://127.0.0.1:%d/" % self._server.bind_addr[1]
+        return "%s://127.0.0.1:%d/" % (self._scheme, self._server.bind_addr[1])
 
     def fail_next(self, method: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``method`` with ``status``."""

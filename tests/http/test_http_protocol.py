@@ -87,6 +87,18 @@ class TestUploadProtocol(QuirkyServerCase):
         storage.assign(None, again, io.BytesIO(b"2"))
         self.assertEqual(self.server.recorded("MKCOL"), [], "known collections are not re-made")
 
+    def test_collections_made_by_another_writer_are_fine(self):
+        """MKCOL answered 405 (it exists: another instance won the race) is success."""
+        first, second = self.make_storage(), self.make_storage()
+        one = first.new_data(None)
+        first.assign(None, one, io.BytesIO(b"1"))
+        other = one[:6] + one[6:10] + "1" * 28
+        self.server.clear()
+        second.assign(None, other, io.BytesIO(b"2"))
+        self.assertEqual(len(self.server.recorded("MKCOL")), 2)
+        self.assertEqual(second.get_size(None, other), 1)
+        self.assertEqual(self.sleeps, [])
+
     def test_missing_base_collection_is_not_created(self):
         storage = HTTPStorage(self.server.url + "absent/", sleep=self.sleeps.append)
         self.addCleanup(storage.close)
