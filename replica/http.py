@@ -63,6 +63,8 @@ _PROPFIND_QUOTA = (b'<?xml version="1.0" encoding="utf-8"?>\n'
                    b'</D:prop></D:propfind>')
 #: Most bytes of a response body read for its own sake (PROPFIND, error pages).
 _MAX_SMALL_BODY = 256 * 1024
+#: Pauses before checking again for a temporary that a failed upload may still create.
+_DISCARD_PAUSES = (0.1, 0.3)
 #: Latencies kept for the percentiles in ``statistics``.
 _LATENCY_WINDOW = 1000
 
@@ -322,7 +324,10 @@ class HTTPStorage(StorageModule):
         if response.status_code not in ok:
             mapped = status_error(method, url, response, location=self.base_url,
                                   module_data=module_data)
-            _close_quietly(response, read=True)
+            # Some servers (wsgidav's 401, many proxies' 5xx) send a body even to HEAD,
+            # which would be read as the next response: such connections are not reused.
+            reusable = method != "HEAD" or response.status_code in (404, 410)
+            _close_quietly(response, read=reusable)
             self._record(method, url, started, mapped, status=response.status_code)
             raise mapped
         if not stream:
@@ -435,14 +440,24 @@ class HTTPStorage(StorageModule):
                         temp_url, url), location=self.base_url) from None
 
     def _discard(self, temp_url: str) -> None:
-        """Best-effort DELETE of an upload's temporary (one attempt, never raises)."""
-        if self._closed:
-            return
-        try:
-            self._request("DELETE", temp_url, ok=(200, 202, 204, 404), retry=False).close()
-        except StorageError as error:
-            log.warning("could not delete the temporary upload %s (it is never read; delete "
-                        "'%s*' files later): %s", temp_url, _TEMP_PREFIX, error)
+        """Best-effort DELETE of an upload's temporary; never raises.
+
+        After an aborted PUT the server may still be working on it and create
+        the temporary only after a first DELETE found nothing (404), so a 404
+        is checked again after short pauses.
+        """
+        pauses = list(_DISCARD_PAUSES)
+        while not self._closed:
+            try:
+                response = self._request("DELETE", temp_url, ok=(200, 202, 204, 404), retry=False)
+            except StorageError as error:
+                log.warning("could not delete the temporary upload %s (it is never read; delete "
+                            "'%s*' files later): %s", temp_url, _TEMP_PREFIX, error)
+                return
+            response.close()
+            if response.status_code != 404 or not pauses:
+                return
+            time.sleep(pauses.pop(0))  # a real pause: the server is finishing the aborted PUT
 
     # -- helpers ----------------------------------------------------------
 

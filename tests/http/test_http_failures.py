@@ -180,6 +180,8 @@ class TestCredentials(DAVServerCase):
         return records
 
     def test_wrong_password_is_a_clear_error_and_the_password_appears_nowhere(self):
+        """Also a regression test: wsgidav answers HEAD with 401 *and* an HTML body; reusing
+        that connection made the next request fail (BadStatusLine) and be retried."""
         wrong = "wrong-" + PASSWORD
         logs = self.capture_logs()
         good = self.make_storage()
