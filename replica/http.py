@@ -287,7 +287,8 @@ class HTTPStorage(StorageModule):
     def close(self) -> None:
         """Close the connection pool; later calls raise LocationUnavailable.
 
-        Read streams opened before keep working until they are closed.
+        So do reads of streams opened before that need a new request; close
+        them as well.
         """
         with self._lock:
             self._closed = True
