@@ -13,8 +13,8 @@ replica does so) and keeps its health:
   again: one more failure limits it again at once, one success clears it.
 
 Answers about the object (``ObjectNotFound``, ``InvalidModuleData``,
-``DataCorrupted``) and source failures (``SourceStreamError``) say nothing
-about the location's health and are not counted.
+``DataCorrupted``) show the location works; source failures
+(``SourceStreamError``) say nothing about it either way.
 """
 import logging
 import threading
@@ -132,6 +132,10 @@ class Location:
     def call(self, context: Optional[dict], method: str, *args: Any) -> Any:
         """Call ``method`` of the child with ``(context, *args)`` and keep health.
 
+        A successful ``new_data`` does not count as the location working
+        (most modules allocate module_data without touching their storage);
+        its failures count like any other.
+
         Returns:
             whatever the child returns.
 
@@ -147,7 +151,8 @@ class Location:
             if translated is error:
                 raise
             raise translated from error
-        self.succeeded()
+        if method != "new_data":
+            self.succeeded()
         return result
 
     def failed(self, error: BaseException, action: str) -> StorageError:
@@ -159,9 +164,9 @@ class Location:
             ``from`` the original).
         """
         translated = self.translate(error, action)
-        if isinstance(translated, (ObjectError, SourceStreamError)):
-            self.succeeded()  # the location answered; the object or source is at fault
-        else:
+        if isinstance(translated, ObjectError):
+            self.succeeded()  # the location answered; the object is at fault
+        elif not isinstance(translated, SourceStreamError):  # the source's fault says nothing
             self._record_error(translated)
         return translated
 

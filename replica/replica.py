@@ -28,7 +28,7 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
-from replica.fanout import ChunkChannel, FanOut
+from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
 from replica.locations import DOWN, ERROR_LIMITED, OK, Location
 from replica.settings import parse_settings
@@ -96,7 +96,7 @@ class ReplicaStorage(StorageModule):
         self._pool = WorkerPool(settings.workers, name="replica")
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
-        self._next_drain = 0.0
+        self._next_drain: Optional[float] = None
         self._context: Optional[dict] = None
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
@@ -129,7 +129,8 @@ class ReplicaStorage(StorageModule):
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
             try:
-                child = location.call(context, "new_data")
+                child = self._retry(location, functools.partial(location.call, context,
+                                                                "new_data"))
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -216,6 +217,7 @@ class ReplicaStorage(StorageModule):
         except BaseException:
             self._count(writes_failed=1)
             raise
+        self._blame_dropped(result)
         written = [name for name in targets if name not in result.failures]
         failures.update(result.failures)
         if result.incomplete:
@@ -525,6 +527,11 @@ class ReplicaStorage(StorageModule):
 
     # -- copies and the journal ----------------------------------------------
 
+    def _blame_dropped(self, result: FanOutResult) -> None:
+        """Count stalls detected by the fan-out against their locations' health."""
+        for name in result.dropped:
+            self._by_name[name].failed(result.failures[name], "assign")
+
     def _note_copies(self, data: formats.ReplicaData, holding: Sequence[str],
                      missing: Sequence[str]) -> None:
         """Record missing copies in the journal and forget entries for copies now held."""
@@ -616,6 +623,7 @@ class ReplicaStorage(StorageModule):
                     for location, child in missing}, queue_timeout=queue_timeout)
             finally:
                 source.close()
+            self._blame_dropped(result)
             failures = dict(result.failures)
             if result.incomplete:
                 self._delete_copies(context, data, sorted(result.incomplete))
@@ -697,6 +705,8 @@ class ReplicaStorage(StorageModule):
         """Start a background replay of some journal entries, at most every journal_interval."""
         now = self._clock()
         with self._lock:
+            if self._next_drain is None:  # the first drain comes one interval after start
+                self._next_drain = now + self.settings.journal_interval
             if self._closed or now < self._next_drain:
                 return
             self._next_drain = now + self.settings.journal_interval
