@@ -17,6 +17,7 @@ Answers about the object (``ObjectNotFound``, ``InvalidModuleData``,
 (``SourceStreamError``) say nothing about it either way.
 """
 import logging
+import re
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -33,7 +34,7 @@ from modules.errors import (
 from modules.loader import load_module
 from replica.settings import HTTP_MODULE, LocationSpec
 
-__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED"]
+__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ DOWN = "down"
 ERROR_LIMITED = "error-limited"
 
 _MAX_ERROR_TEXT = 300
+# user:password@ in URLs that a foreign error message may quote
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 class Location:
@@ -174,10 +177,11 @@ class Location:
         """Return ``error`` as an SDK error that names this location (no health change)."""
         if isinstance(error, StorageError):
             return error
+        text = scrub(str(error))
         log.warning("location %s: %s raised %s: %s", self.name, action,
-                    type(error).__name__, error)
+                    type(error).__name__, text)
         return LocationUnavailable("location %s failed in %s: %s: %s" % (
-            self.name, action, type(error).__name__, error), location=self.name)
+            self.name, action, type(error).__name__, text), location=self.name)
 
     def succeeded(self) -> None:
         """Record a successful call: the location is healthy again."""
@@ -191,7 +195,7 @@ class Location:
 
     def _record_error(self, error: StorageError) -> None:
         now = self._clock()
-        text = ("%s: %s" % (type(error).__name__, error))[:_MAX_ERROR_TEXT]
+        text = scrub("%s: %s" % (type(error).__name__, error))[:_MAX_ERROR_TEXT]
         with self._lock:
             self._calls += 1
             self._errors += 1
@@ -250,6 +254,11 @@ class Location:
         except Exception as error:  # closing must not stop closing the others
             log.warning("closing location %s failed: %s: %s", self.name,
                         type(error).__name__, error)
+
+
+def scrub(text: str) -> str:
+    """Return ``text`` with ``user:password@`` removed from any URL it quotes."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def _create(spec: LocationSpec) -> StorageModule:

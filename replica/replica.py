@@ -30,7 +30,7 @@ from replica import module_data as formats
 from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
 from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
 from replica.settings import parse_settings
 from replica.statistics import child_capacity, json_safe, summarize
 from replica.workers import WorkerPool
@@ -755,7 +755,7 @@ class ReplicaStorage(StorageModule):
             ok, value = results.get(location.name, (False, errors.get(location.name)))
             entry = dict(snapshot, capacity=None, statistics=None, reason=None)
             if not ok:
-                entry["reason"] = "%s: %s" % (type(value).__name__, value)
+                entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
                 if snapshot["health"] != ERROR_LIMITED:
                     entry["health"] = DOWN
             else:
@@ -830,8 +830,8 @@ def _limited(location: Location) -> LocationUnavailable:
 
 
 def _describe(failures: Dict[str, BaseException]) -> str:
-    return "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                     for name, error in failures.items()) or "no details"
+    return scrub("; ".join("%s: %s: %s" % (name, type(error).__name__, error)
+                           for name, error in failures.items())) or "no details"
 
 
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,

@@ -360,7 +360,8 @@ class TestStatistics(ReplicaTestCase):
         self.assertEqual(stats["healthy"], 2)
         self.assertTrue(stats["degraded"])
         self.assertGreater(stats["capacity"]["free"], 0)
-        self.assertNotIn("loc-b", stats["capacity_unknown"])
+        self.assertEqual(stats["capacity_unknown"], ["loc-b"])
+        self.assertEqual(report["capacity"], {"total": -1, "free": -1, "used": -1})
 
     def test_capacity_is_the_most_constrained_healthy_location(self):
         self.faulty["loc-a"].report_capacity(1000, 700, 300)

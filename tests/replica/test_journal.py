@@ -49,6 +49,20 @@ class JournalChecks:
         self.assertEqual(journal.dropped, 1)
         self.assertEqual(sum(journal.counts().values()), 2)
 
+    def test_a_full_journal_gives_a_delete_the_place_of_the_oldest_copy(self):
+        """Regression: missing copies filling the journal must not make deletes fail."""
+        journal = self.make_journal(limit=2)
+        journal.add(COPY, "a", "1", "m")
+        journal.add(COPY, "a", "2", "m")
+        with self.assertLogs("replica.journal", "ERROR"):
+            self.assertTrue(journal.add(DELETE, "a", "3", "m"))
+        self.assertEqual(journal.counts(), {"delete": 1, "copy": 1})
+        self.assertFalse(journal.has("1"))
+        self.assertEqual(journal.dropped, 1)
+        journal.add(DELETE, "a", "4", "m")
+        self.assertFalse(journal.add(DELETE, "a", "5", "m"))
+        self.assertEqual(journal.counts(), {"delete": 2, "copy": 0})
+
     def test_entries_oldest_touched_first_and_by_location(self):
         journal = self.make_journal()
         for index in range(3):
