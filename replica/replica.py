@@ -270,6 +270,7 @@ class ReplicaStorage(StorageModule):
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
                                       % (data.object_id, _describe(failures)))
+        self._maybe_drain(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
@@ -297,6 +298,7 @@ class ReplicaStorage(StorageModule):
         stream = open_failover_stream(context, module_data, candidates, self._retry,
                                       on_failover=self._count_failover)
         self._count(reads=1)
+        self._maybe_drain(context)
         return stream
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
@@ -426,7 +428,7 @@ class ReplicaStorage(StorageModule):
         self._remember(context)
         if module_data is None:
             with self._drain_lock:
-                summary = self._replay(context, limit=None)
+                summary = self._replay(context, None, self.settings.queue_timeout)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
@@ -449,8 +451,14 @@ class ReplicaStorage(StorageModule):
                 return
             self._closed = True
         self._pool.shutdown(timeout=self.settings.call_timeout)
-        with self._drain_lock:
+        drained = self._drain_lock.acquire(timeout=self.settings.call_timeout)
+        if not drained:
+            log.warning("closing the journal while a journal replay is still running")
+        try:
             self._journal.close()
+        finally:
+            if drained:
+                self._drain_lock.release()
         for location in self._locations:
             location.close()
 
@@ -637,8 +645,13 @@ class ReplicaStorage(StorageModule):
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
 
-    def _replay(self, context: Optional[dict], limit: Optional[int]) -> Dict[str, Any]:
-        """Retry journal entries (least recently tried first); the caller holds the drain lock."""
+    def _replay(self, context: Optional[dict], limit: Optional[int],
+                queue_timeout: float) -> Dict[str, Any]:
+        """Retry journal entries (least recently tried first); the caller holds the drain lock.
+
+        ``queue_timeout`` is how long a copy may wait for free workers (0 in
+        the background: a busy pool leaves the entry for the next pass).
+        """
         summary: Dict[str, Any] = {
             "deletes": {"done": 0, "failed": 0, "obsolete": 0},
             "copies": {"done": 0, "failed": 0, "obsolete": 0}}
@@ -657,7 +670,7 @@ class ReplicaStorage(StorageModule):
                     break
                 seen.add((entry.kind, entry.location, entry.object_id))
                 handled += 1
-                outcome = self._replay_entry(context, entry)
+                outcome = self._replay_entry(context, entry, queue_timeout)
                 summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
         summary["skipped_locations"] = skipped
         try:
@@ -667,7 +680,8 @@ class ReplicaStorage(StorageModule):
         self._count(journal_replayed=handled)
         return summary
 
-    def _replay_entry(self, context: Optional[dict], entry: JournalEntry) -> str:
+    def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
+                      queue_timeout: float) -> str:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._by_name[entry.location]
         try:
@@ -686,7 +700,7 @@ class ReplicaStorage(StorageModule):
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
             else:
-                report = self._refill(context, data, [entry.location], 0.0)
+                report = self._refill(context, data, [entry.location], queue_timeout)
                 if entry.location in report["failed"] or entry.location in report["unreachable"]:
                     raise LocationUnavailable(report["failed"].get(entry.location) or
                                               report["unreachable"][entry.location])
@@ -729,7 +743,7 @@ class ReplicaStorage(StorageModule):
         try:
             if self._closed:
                 return
-            summary = self._replay(context, limit=DRAIN_BATCH)
+            summary = self._replay(context, DRAIN_BATCH, 0.0)
             log.info("journal drain: %s", summary)
         except Exception:  # a background task has nobody to raise to
             log.exception("draining the replica journal failed")
@@ -744,8 +758,8 @@ class ReplicaStorage(StorageModule):
         for location in self._locations:
             try:
                 module = location.module(context)
-            except StorageError as error:
-                errors[location.name] = error
+            except Exception as error:  # a platform resolver may raise anything
+                errors[location.name] = location.translate(error, "getModule")
                 continue
             calls[location.name] = functools.partial(_child_statistics, location, module, context)
         results = self._parallel(calls)

@@ -1,5 +1,6 @@
 """The replica under injected faults (FaultyStorage around real simple locations)."""
 import io
+import json
 import os
 import unittest
 
@@ -308,6 +309,17 @@ class TestDeletes(ReplicaTestCase):
         self.assertTrue(wait_until(
             lambda: self.replica.statistics(self.context)["pending_deletes"] == 0))
 
+    def test_reads_also_drain_the_journal(self):
+        """Regression: a read-mostly workload must still catch up a location that came back."""
+        module_data = self.store(payload(1000, seed=37))
+        other = self.store(payload(1000, seed=38))
+        self.faulty["loc-b"].down()
+        self.replica.delete(self.context, module_data)
+        self.faulty["loc-b"].up()
+        self.settle()
+        self.read(other)
+        self.assertTrue(wait_until(lambda: not self.has_copy(module_data, "loc-b")))
+
     def test_repair_replays_deferred_deletes_and_copies(self):
         replica = self.make_replica(journal_interval=3600)
         gone = self.store(payload(1000, seed=32), replica)
@@ -403,6 +415,22 @@ class TestStatistics(ReplicaTestCase):
         self.assertEqual(self.location_report(stats, "loc-a")["health"], "down")
         self.assertIn("call_timeout", self.location_report(stats, "loc-a")["reason"])
         self.assertEqual(stats["healthy"], 2)
+
+
+class TestSecrets(ReplicaTestCase):
+
+    def test_credentials_quoted_by_a_foreign_error_never_reach_errors_logs_or_statistics(self):
+        module_data = self.store(payload(10, seed=50))
+        leak = ValueError("GET https://admin:s3cret@dav.example.com/x failed")
+        for faulty in self.faulty.values():
+            faulty.fail("get_size", leak)
+        with self.assertLogs("replica", "WARNING") as logs:
+            with self.assertRaises(LocationUnavailable) as caught:
+                self.replica.get_size(self.context, module_data)
+        self.assertNotIn("s3cret", str(caught.exception))
+        self.assertIn("dav.example.com", str(caught.exception))
+        self.assertNotIn("s3cret", "\n".join(logs.output))
+        self.assertNotIn("s3cret", json.dumps(self.replica.statistics(self.context)))
 
 
 class TestCallsWithoutContext(ReplicaTestCase):
