@@ -26,7 +26,6 @@ come from the disk; without it they come from memory and measure pure overhead.
 Not part of the test suite.
 """
 import argparse
-import io
 import json
 import os
 import queue

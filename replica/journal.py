@@ -12,7 +12,9 @@ is bounded (``limit`` entries). When it is full, a new ``delete`` entry takes
 the place of the oldest ``copy`` entry (a missing copy can still be found
 later: ``available`` says False and ``repair(module_data)`` refills it; an
 unrecorded delete leaves an orphan nobody knows about); otherwise the new
-entry is refused. Either way the loss is counted as ``dropped`` and logged. :class:`MemoryJournal` is lost on restart;
+entry is refused. Either way the loss is counted as ``dropped`` and logged.
+
+:class:`MemoryJournal` is lost on restart;
 :class:`SqliteJournal` keeps entries in ``<state_dir>/replica-journal.sqlite3``
 (WAL, synchronous=FULL, so an entry survives a crash once ``add`` returned),
 shared safely by every server process that uses the same state directory.

@@ -102,7 +102,7 @@ class WorkerPool:
             self.release(1)
 
     def stats(self) -> Dict[str, int]:
-        """Return ``size``, ``busy`` (slots in use) and ``waits`` (reservations that had to wait)."""
+        """Return ``size``, ``busy`` (slots in use) and ``waits`` (reservations that waited)."""
         with self._cond:
             return {"size": self.size, "busy": self.size - self._free, "waits": self._waits}
 

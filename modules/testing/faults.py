@@ -17,7 +17,9 @@ Fault points are the module methods (``new_data``, ``assign``,
 ``available``, ``get_read_stream``, ``delete``, ``get_size``,
 ``statistics``, ``repair``) plus ``"write"`` (reading the source inside
 ``assign``, so the wrapped module sees its source fail and must discard the
-partial copy) and ``"read"`` (reading a stream it returned). A fault fires
+partial copy), ``"stored"`` (after the wrapped ``assign`` stored the data,
+before it returns: a slow or failed commit) and ``"read"`` (reading a
+stream it returned). A fault fires
 for ``times`` calls (forever when None) and, for ``read``/``write``, once
 ``after_bytes`` bytes have passed. Hangs block until ``seconds`` pass or
 :meth:`FaultyStorage.release` / :meth:`FaultyStorage.clear` /
@@ -39,7 +41,7 @@ __all__ = ["FaultyStorage", "FAULT_POINTS"]
 _METHODS = ("new_data", "assign", "available", "get_read_stream", "delete", "get_size",
             "statistics", "repair")
 #: Every name :meth:`FaultyStorage.fail` and :meth:`FaultyStorage.hang` accept.
-FAULT_POINTS = _METHODS + ("read", "write")
+FAULT_POINTS = _METHODS + ("read", "write", "stored")
 
 ErrorSpec = Union[None, BaseException, type]
 
@@ -158,6 +160,7 @@ class FaultyStorage(StorageModule):
         """Delegate with a source that can fail or hang ("write" faults)."""
         self._enter("assign")
         self.inner.assign(context, module_data, _FaultySource(self, stream))
+        self._trigger("stored", None)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Delegate after injecting faults."""

@@ -7,7 +7,7 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 from modules.context import make_context
 from modules.testing.faults import FaultyStorage

@@ -91,7 +91,8 @@ class TestNoGrowth(ReplicaTestCase):
         threads_warm = threading.active_count()
         fds_warm = open_fds()
         self.operations(150)
-        self.assertLessEqual(threading.active_count(), threads_before + self.replica.settings.workers)
+        self.assertLessEqual(threading.active_count(),
+                             threads_before + self.replica.settings.workers)
         self.assertLessEqual(threading.active_count(), threads_warm + 3,
                              "threads keep growing with operations")
         self.assertEqual(open_fds(), fds_warm, "open files grew with operations")

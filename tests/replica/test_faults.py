@@ -73,6 +73,16 @@ class TestWrites(ReplicaTestCase):
             self.assertEqual(file.read(), data)
         self.assertEqual(self.replica.statistics(self.context)["under_replicated"], 1)
 
+    def test_a_location_dropped_while_still_reading_discards_its_copy(self):
+        replica = self.make_replica(write_timeout=0.3)
+        data = payload(100000, seed=53)  # small: fits in the queue, so the end is queued
+        self.faulty["loc-a"].hang("write", after_bytes=len(data))
+        module_data = self.store(data, replica)
+        self.faulty["loc-a"].clear("write")
+        self.assertTrue(wait_until(lambda: replica.statistics(None)["workers"]["busy"] == 0))
+        self.assertEqual(self.files_under(self.dirs[0]), [])
+        self.assertFalse(replica.available(self.context, module_data))
+
     def test_stalled_location_is_dropped_after_write_timeout(self):
         replica = self.make_replica(write_timeout=0.3)
         self.faulty["loc-a"].hang("write", after_bytes=MIB)
@@ -87,6 +97,32 @@ class TestWrites(ReplicaTestCase):
         self.assertEqual(self.read(module_data, replica), data)
         report = self.location_report(replica.statistics(self.context), "loc-a")
         self.assertIn("stopped reading", report["last_error"])
+
+    def test_a_late_copy_of_a_failed_write_is_removed_when_it_lands(self):
+        replica = self.make_replica(write_timeout=0.3)
+        data = payload(100000, seed=51)
+        self.faulty["loc-a"].hang("stored")  # stored, but assign does not return in time
+        self.faulty["loc-b"].fail("write", after_bytes=10)
+        self.faulty["loc-c"].fail("write", after_bytes=10)
+        module_data = replica.new_data(self.context)
+        with self.assertRaises(LocationUnavailable) as caught:
+            replica.assign(self.context, module_data, io.BytesIO(data))
+        self.assertIn("did not finish storing", str(caught.exception))
+        self.faulty["loc-a"].clear("stored")
+        self.assertTrue(wait_until(lambda: replica.statistics(None)["workers"]["busy"] == 0))
+        self.assertFalse(self.has_copy(module_data, "loc-a"), "the late copy was kept")
+
+    def test_a_late_copy_of_a_successful_write_is_found_by_repair(self):
+        replica = self.make_replica(write_timeout=0.3)
+        data = payload(100000, seed=52)
+        self.faulty["loc-a"].hang("stored")
+        module_data = self.store(data, replica)
+        self.assertEqual(replica.statistics(self.context)["under_replicated"], 1)
+        self.faulty["loc-a"].clear("stored")
+        self.assertTrue(wait_until(lambda: self.has_copy(module_data, "loc-a")))
+        summary = replica.repair(self.context, module_data)
+        self.assertEqual(summary["present"], ["loc-a", "loc-b", "loc-c"])
+        self.assertEqual(replica.statistics(self.context)["under_replicated"], 0)
 
     def test_source_failure_leaves_nothing_anywhere(self):
         module_data = self.replica.new_data(self.context)
