@@ -115,10 +115,12 @@ class Journal:
         """
         raise NotImplementedError
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """Return up to ``limit`` entries, least recently touched first.
 
-        ``locations`` restricts the result to entries owed by those names.
+        ``locations`` restricts the result to entries owed by those names,
+        ``kind`` to one kind.
 
         Raises:
             LocationUnavailable: the durable journal cannot be read.
@@ -212,7 +214,8 @@ class MemoryJournal(Journal):
                                               error[:300])
             self._entries.move_to_end(key)
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """See :meth:`Journal.entries`."""
         wanted = None if locations is None else set(locations)
         with self._lock:
@@ -220,7 +223,7 @@ class MemoryJournal(Journal):
             for key, entry in self._entries.items():
                 if len(result) >= limit:
                     break
-                if wanted is None or key[1] in wanted:
+                if (wanted is None or key[1] in wanted) and (kind is None or key[0] == kind):
                     result.append(entry)
             return result
 
@@ -327,16 +330,23 @@ class SqliteJournal(Journal):
                 " WHERE kind=? AND location=? AND object_id=?",
                 (error[:300], time.time(), entry.kind, entry.location, entry.object_id))
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """See :meth:`Journal.entries`."""
         query = "SELECT kind, location, object_id, module_data, attempts, last_error FROM entries"
+        conditions: List[str] = []
         parameters: List[Any] = []
         if locations is not None:
             names = list(locations)
             if not names:
                 return []
-            query += " WHERE location IN (%s)" % ", ".join("?" * len(names))
+            conditions.append("location IN (%s)" % ", ".join("?" * len(names)))
             parameters.extend(names)
+        if kind is not None:
+            conditions.append("kind = ?")
+            parameters.append(kind)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY touched LIMIT ?"
         parameters.append(int(limit))
         with self._lock, self._errors("read"):

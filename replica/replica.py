@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Journal entries one background drain handles at most.
 DRAIN_BATCH = 64
+#: Owed deletes retried in the caller's thread after a data call, at most.
+INLINE_DELETES = 4
 #: Journal entries fetched per query while replaying.
 _PAGE = 100
 
@@ -97,6 +99,9 @@ class ReplicaStorage(StorageModule):
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
         self._next_drain: Optional[float] = None
+        counts = self._journal_call("read", self._journal.counts)
+        #: False only when the journal is known to be empty (skips inline retries).
+        self._journal_hint = counts is None or any(counts.values())
         self._context: Optional[dict] = None
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
@@ -237,7 +242,7 @@ class ReplicaStorage(StorageModule):
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
                         ", ".join(missing + unconfigured), _describe(failures))
-        self._maybe_drain(context)
+        self._after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Tell whether every location holds its copy.
@@ -270,7 +275,7 @@ class ReplicaStorage(StorageModule):
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
                                       % (data.object_id, _describe(failures)))
-        self._maybe_drain(context)
+        self._after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
@@ -298,7 +303,7 @@ class ReplicaStorage(StorageModule):
         stream = open_failover_stream(context, module_data, candidates, self._retry,
                                       on_failover=self._count_failover)
         self._count(reads=1)
-        self._maybe_drain(context)
+        self._after_call(context)
         return stream
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
@@ -342,8 +347,7 @@ class ReplicaStorage(StorageModule):
         self._journal_call("forget copies of", self._journal_forget, data.object_id)
         unrecorded = {}
         for name, error in deferred.items():
-            recorded = self._journal_call("record a delete in", self._journal.add,
-                                          DELETE, name, data.object_id, module_data)
+            recorded = self._journal_add(DELETE, name, data)
             if recorded:
                 log.warning("object %s: delete at %s deferred (%s)", data.object_id, name, error)
             else:
@@ -354,7 +358,7 @@ class ReplicaStorage(StorageModule):
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
                 % (data.object_id, ", ".join(unrecorded), _describe(unrecorded)))
-        self._maybe_drain(context)
+        self._after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the object's size from the first location that knows it.
@@ -544,11 +548,16 @@ class ReplicaStorage(StorageModule):
                      missing: Sequence[str]) -> None:
         """Record missing copies in the journal and forget entries for copies now held."""
         for name in missing:
-            self._journal_call("record a missing copy in", self._journal.add,
-                               COPY, name, data.object_id, data.text)
+            self._journal_add(COPY, name, data)
         if holding and self._journal_call("read", self._journal.has, data.object_id):
             for name in holding:
                 self._journal_call("update", self._journal.remove, COPY, name, data.object_id)
+
+    def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
+        """Record an entry; return False when it could not be recorded (logged)."""
+        self._journal_hint = True
+        return bool(self._journal_call("record a %s in" % kind, self._journal.add,
+                                       kind, name, data.object_id, data.text))
 
     def _journal_forget(self, object_id: str) -> None:
         if self._journal.has(object_id):
@@ -571,8 +580,7 @@ class ReplicaStorage(StorageModule):
             if not ok and not isinstance(value, ObjectNotFound):
                 log.warning("object %s: removing the copy at %s failed (%s); deferred",
                             data.object_id, name, value)
-                self._journal_call("record a delete in", self._journal.add,
-                                   DELETE, name, data.object_id, data.text)
+                self._journal_add(DELETE, name, data)
 
     def _delete_late_copies(self, context: Optional[dict], data: formats.ReplicaData,
                             late: Dict[str, concurrent.futures.Future]) -> None:
@@ -715,6 +723,36 @@ class ReplicaStorage(StorageModule):
         self._journal.remove(entry.kind, entry.location, entry.object_id)
         return "done"
 
+    def _after_call(self, context: Optional[dict]) -> None:
+        """Catch up on the journal a little after a data call (cheap when it is empty).
+
+        Retries up to INLINE_DELETES owed deletes in this thread, at
+        locations whose last call succeeded (so a location that just failed,
+        or is error-limited, costs nothing; one that fails is left alone for
+        the rest of the batch), then starts a background pass when
+        ``journal_interval`` has passed.
+        """
+        if self._journal_hint and not self._closed:
+            self._retry_deletes_inline(context)
+        self._maybe_drain(context)
+
+    def _retry_deletes_inline(self, context: Optional[dict]) -> None:
+        usable = [location.name for location in self._locations if location.health() == OK]
+        if not usable or not self._drain_lock.acquire(blocking=False):
+            return
+        try:
+            entries = self._journal.entries(INLINE_DELETES, usable, DELETE)
+            failed = set()
+            for entry in entries:
+                if entry.location in failed:
+                    continue
+                if self._replay_entry(context, entry, 0.0) == "failed":
+                    failed.add(entry.location)
+        except StorageError as error:
+            log.error("retrying deferred deletes failed: %s", error)
+        finally:
+            self._drain_lock.release()
+
     def _maybe_drain(self, context: Optional[dict]) -> None:
         """Start a background replay of some journal entries, at most every journal_interval."""
         now = self._clock()
@@ -727,6 +765,8 @@ class ReplicaStorage(StorageModule):
         if self._drain_lock.locked():
             return
         counts = self._journal_call("read", self._journal.counts)
+        if counts is not None:
+            self._journal_hint = any(counts.values())  # other processes may add entries too
         if not counts or not any(counts.values()):
             return
         if not self._pool.reserve(1, 0):

@@ -345,6 +345,31 @@ class TestDeletes(ReplicaTestCase):
         self.assertTrue(wait_until(
             lambda: self.replica.statistics(self.context)["pending_deletes"] == 0))
 
+    def test_the_next_call_retries_owed_deletes_at_a_location_that_is_back(self):
+        replica = self.make_replica(journal_interval=3600)  # no background pass
+        module_data = self.store(payload(1000, seed=39), replica)
+        other = self.store(payload(1000, seed=40), replica)
+        self.faulty["loc-c"].down()
+        replica.delete(self.context, module_data)
+        self.assertTrue(self.has_copy(module_data, "loc-c"))
+        self.assertTrue(self.has_copy(other, "loc-c"))
+        self.faulty["loc-c"].up()
+        replica.delete(self.context, other)
+        self.assertFalse(self.has_copy(module_data, "loc-c"), "the owed delete was not retried")
+        self.assertFalse(self.has_copy(other, "loc-c"))
+        self.assertEqual(replica.statistics(self.context)["pending_deletes"], 0)
+
+    def test_owed_deletes_are_not_retried_at_a_location_that_is_still_failing(self):
+        replica = self.make_replica(journal_interval=3600)
+        module_data = self.store(payload(1000, seed=41), replica)
+        other = self.store(payload(1000, seed=42), replica)
+        self.faulty["loc-c"].down()
+        replica.delete(self.context, module_data)
+        deletes = self.faulty["loc-c"].calls["delete"]
+        for _ in range(5):
+            self.read(other, replica)
+        self.assertEqual(self.faulty["loc-c"].calls["delete"], deletes)
+
     def test_reads_also_drain_the_journal(self):
         """Regression: a read-mostly workload must still catch up a location that came back."""
         module_data = self.store(payload(1000, seed=37))
