@@ -14,6 +14,7 @@ __all__ = ["main", "build_parser"]
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = [
     "modules.testing.check_command",
+    "modules.host.commands",
 ]
 
 

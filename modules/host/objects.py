@@ -1,0 +1,455 @@
+"""The object endpoints: ``/objects/<policy>/<key>``.
+
+``policy`` names a configured module; ``(policy, key)`` identifies an
+object. Bodies stream both ways in chunks; the index row is written only
+after the module stored the data, and replaced data is deleted only after
+the index points at the new data.
+"""
+import email.utils
+import logging
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+from urllib.parse import unquote
+
+from modules.errors import (
+    DataCorrupted,
+    InvalidModuleData,
+    StorageError,
+)
+
+from modules.host.http import (
+    READ_CHUNK_SIZE,
+    BodyReader,
+    HttpError,
+    Request,
+    Response,
+    empty_response,
+    json_response,
+)
+from modules.host.ranges import Unsatisfiable, parse_range
+from modules.host.registry import Lease, UnknownModule
+from modules.host.store import GarbageItem, ObjectRecord, Store
+
+__all__ = ["ObjectService", "delete_garbage", "split_object_path", "MAX_KEY_BYTES"]
+
+log = logging.getLogger(__name__)
+
+#: The longest key accepted, in UTF-8 bytes.
+MAX_KEY_BYTES = 4096
+
+#: The most rows one listing request returns.
+MAX_LIST_LIMIT = 10000
+
+_PREFIX = "/objects/"
+_DEFAULT_TYPE = "application/octet-stream"
+
+
+def split_object_path(path: str) -> Tuple[str, str]:
+    """Split ``/objects/<policy>/<key>`` into ``(policy, key)``; key may be ``''``.
+
+    Raises:
+        HttpError: 400 when the path has no policy or the key is too long.
+    """
+    if not path.startswith(_PREFIX):
+        raise HttpError(400, "object paths look like /objects/<policy>/<key>, got %r" % path[:200])
+    policy, separator, key = path[len(_PREFIX):].partition("/")
+    if not policy or not separator:
+        raise HttpError(400, "object paths look like /objects/<policy>/<key>; the policy (a "
+                             "configured module name) is missing")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise HttpError(400, "keys are at most %d bytes of UTF-8" % MAX_KEY_BYTES)
+    return policy, key
+
+
+def delete_garbage(store: Store, lease: Lease, item: GarbageItem) -> bool:
+    """Destroy the data of a garbage item unless an index row uses it again.
+
+    Failures are logged and counted on the item, which stays for
+    ``vsm repair``.
+
+    Returns:
+        bool: True when the item is gone.
+    """
+    try:
+        if not store.is_referenced(item.policy, item.module_data):
+            lease.module(item.policy).delete(lease.context(item.policy), item.module_data)
+        store.garbage_done(item.id)
+        return True
+    except StorageError as error:
+        log.warning("could not delete %s data in module %r (left for 'vsm repair'): %s",
+                    item.kind, item.policy, error)
+        try:
+            store.garbage_failed(item.id, "%s: %s" % (type(error).__name__, error))
+        except StorageError:
+            log.exception("could not record the failed deletion")
+        return False
+
+
+class ObjectService:
+    """Handlers for ``/objects/...``; each returns a :class:`Response`."""
+
+    def __init__(self, store: Store, chunk_size: int = READ_CHUNK_SIZE):
+        self._store = store
+        self._chunk_size = chunk_size
+
+    def handle(self, request: Request, lease: Lease) -> Response:
+        """Dispatch on method and path.
+
+        Returns:
+            Response: the answer; a streamed body releases ``lease`` itself
+            (see :meth:`Response`); otherwise the caller releases it.
+
+        Raises:
+            HttpError: client errors (400, 404, 405, 411, 416 ...).
+            StorageError: from the module, mapped by the caller.
+        """
+        policy, key = split_object_path(request.path)
+        if key == "":
+            if request.method in ("GET", "HEAD"):
+                return self.list(request, policy)
+            raise HttpError(400, "a key is needed after /objects/%s/" % policy)
+        if request.method in ("GET", "HEAD"):
+            return self.get(request, lease, policy, key)
+        if request.method == "PUT":
+            if request.header("X-Copy-From") is not None:
+                return self.copy(request, lease, policy, key)
+            return self.put(request, lease, policy, key)
+        if request.method == "DELETE":
+            return self.delete(lease, policy, key)
+        raise HttpError(405, "objects support GET, HEAD, PUT and DELETE",
+                        headers=[("Allow", "GET, HEAD, PUT, DELETE")])
+
+    # -- reading ----------------------------------------------------------
+
+    def get(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
+        """GET or HEAD one object, honouring a single ``Range`` and ``If-None-Match``.
+
+        Returns:
+            Response: 200, 206, 304 or 416; GET bodies stream from the module.
+
+        Raises:
+            HttpError: 404 when the key is not in the index.
+            ObjectNotFound, LocationUnavailable, DataCorrupted: from the module.
+        """
+        record = self._record(policy, key)
+        module, context = _module(lease, policy)
+        size = module.get_size(context, record.module_data)
+        if size != record.size:
+            raise DataCorrupted("%s/%s holds %d bytes in module %r, but %d were stored"
+                                % (policy, key, size, policy, record.size),
+                                module_data=record.module_data, location=policy)
+        headers = _object_headers(record)
+        if record.sha256 and _etag_matches(request.header("If-None-Match"), record.sha256):
+            return Response(304, headers, [])
+        try:
+            byte_range = parse_range(request.header("Range"), size)
+        except Unsatisfiable:
+            raise HttpError(416, "the range %r lies outside the object's %d bytes"
+                            % (request.header("Range"), size),
+                            headers=[("Content-Range", "bytes */%d" % size)]) from None
+        if byte_range is None:
+            status, first, length = 200, 0, size
+        else:
+            status, first, length = 206, byte_range[0], byte_range[1] - byte_range[0] + 1
+            headers.append(("Content-Range", "bytes %d-%d/%d" % (byte_range + (size,))))
+        headers.append(("Content-Length", str(length)))
+        if request.method == "HEAD" or length == 0:
+            return Response(status, headers, [])
+        stream = module.get_read_stream(context, record.module_data)
+        try:
+            if first:
+                stream.seek(first)
+            body = _StreamBody(stream, length, self._chunk_size, "%s/%s" % (policy, key))
+            body.prefetch()
+        except BaseException:
+            stream.close()
+            raise
+        return Response(status, headers, body)
+
+    def list(self, request: Request, policy: str) -> Response:
+        """List keys of ``policy``: ``?prefix=&after=&limit=`` (at most 10000).
+
+        Returns:
+            Response: 200 with ``{"policy", "objects": [...], "next"}``; pass
+            ``next`` as ``after`` for the following page (null at the end).
+
+        Raises:
+            HttpError: 404 for an unknown policy, 400 for a bad limit.
+        """
+        if self._store.get_module(policy) is None:
+            raise HttpError(404, "no module is configured under the name %r" % policy)
+        try:
+            limit = int(request.query.get("limit", "1000"))
+        except ValueError:
+            raise HttpError(400, "limit must be a number") from None
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise HttpError(400, "limit must be between 1 and %d" % MAX_LIST_LIMIT)
+        rows = self._store.list_objects(policy, prefix=request.query.get("prefix", ""),
+                                        after=request.query.get("after", ""), limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return json_response(200, {
+            "policy": policy,
+            "objects": [_describe(row) for row in rows],
+            "next": rows[-1].key if more else None,
+        }, head=request.method == "HEAD")
+
+    # -- writing ----------------------------------------------------------
+
+    def put(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
+        """Store the request body as ``policy/key``, replacing any previous object.
+
+        Returns:
+            Response: 201 (new) or 200 (replaced) with the object's description.
+
+        Raises:
+            HttpError: 411 without a length; 404 for an unknown policy.
+            SourceStreamError: the client's body ended early.
+            InsufficientStorage, LocationUnavailable: from the module.
+        """
+        module, context = _module(lease, policy)
+        reader = request.body_reader()
+        module_data = _checked_module_data(module.new_data(context), policy)
+        intent = self._store.add_intent(policy, module_data)
+        try:
+            module.assign(context, module_data, reader)
+            if not reader.at_end() or reader.read(1):
+                raise DataCorrupted("module %r returned from assign without reading the whole "
+                                    "body (a bug in the module)" % policy, location=policy)
+        except BaseException:
+            self._abandon(lease, intent)
+            raise
+        record = ObjectRecord(policy=policy, key=key, module_data=module_data,
+                              size=reader.bytes_read, created=time.time(),
+                              sha256=reader.sha256(), content_type=_content_type(request))
+        return self._commit(lease, record, intent)
+
+    def copy(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
+        """Server-side copy from ``X-Copy-From: /objects/<policy>/<key>``.
+
+        Into the same module: ``get_size``, then the source's read stream
+        into ``new_data`` and ``assign``. Into another module: the seeds'
+        replication: ``available(source module_data)`` first, ``assign``
+        under the same module_data only when it says False (a module that
+        rejects foreign module_data gets ``new_data``).
+
+        Returns:
+            Response: 201 or 200 with the new object's description.
+
+        Raises:
+            HttpError: 400 (bad header), 404 (no such source object).
+            DataCorrupted: the source's bytes do not match its size or checksum.
+            StorageError: from either module.
+        """
+        source_policy, source_key = split_object_path(_decode_copy_source(request))
+        if not source_key:
+            raise HttpError(400, "X-Copy-From must name an object, not a policy")
+        source = self._record(source_policy, source_key, "copy source ")
+        source_module, source_context = _module(lease, source_policy)
+        module, context = _module(lease, policy)
+        size = source_module.get_size(source_context, source.module_data)
+        if size != source.size:
+            raise DataCorrupted("copy source %s/%s holds %d bytes, but %d were stored"
+                                % (source_policy, source_key, size, source.size),
+                                module_data=source.module_data, location=source_policy)
+        present = None
+        if source_policy != policy:
+            try:
+                present = module.available(context, source.module_data)
+            except InvalidModuleData:
+                present = None  # the target keeps data under its own module_data
+        base = dict(policy=policy, key=key, size=size, created=time.time(),
+                    sha256=source.sha256, content_type=source.content_type)
+        if present is True:
+            log.info("copy %s/%s -> %s/%s: module %r already holds the data", source_policy,
+                     source_key, policy, key, policy)
+            return self._commit(lease, ObjectRecord(module_data=source.module_data,
+                                                    borrowed=True, **base), None)
+        if present is False:
+            module_data = source.module_data
+        else:
+            module_data = _checked_module_data(module.new_data(context), policy)
+        intent = self._store.add_intent(policy, module_data)
+        try:
+            with source_module.get_read_stream(source_context, source.module_data) as stream:
+                reader = BodyReader(stream, size, short_error=_short_source(source_policy))
+                module.assign(context, module_data, reader)
+            if not reader.at_end():
+                raise DataCorrupted("module %r returned from assign without reading the whole "
+                                    "source (a bug in the module)" % policy, location=policy)
+            if source.sha256 and reader.sha256() != source.sha256:
+                raise DataCorrupted("copy source %s/%s does not match its checksum; the copy "
+                                    "was discarded" % (source_policy, source_key),
+                                    module_data=source.module_data, location=source_policy)
+        except BaseException:
+            self._abandon(lease, intent)
+            raise
+        return self._commit(lease, ObjectRecord(module_data=module_data, **base), intent)
+
+    def delete(self, lease: Lease, policy: str, key: str) -> Response:
+        """Remove ``policy/key`` from the index, then destroy its data.
+
+        A module that cannot delete now leaves the data for ``vsm repair``;
+        the object is gone either way.
+
+        Returns:
+            Response: 204.
+
+        Raises:
+            HttpError: 404 when the key is not in the index.
+        """
+        record, garbage = self._store.delete_object(policy, key)
+        if record is None:
+            raise HttpError(404, "no object %r under policy %r" % (key, policy))
+        if garbage is not None:
+            delete_garbage(self._store, lease, garbage)
+        return empty_response(204)
+
+    # -- helpers ----------------------------------------------------------
+
+    def _record(self, policy: str, key: str, what: str = "") -> ObjectRecord:
+        record = self._store.get_object(policy, key)
+        if record is None:
+            raise HttpError(404, "no %sobject %r under policy %r" % (what, key, policy))
+        return record
+
+    def _commit(self, lease: Lease, record: ObjectRecord, intent: Optional[int]) -> Response:
+        try:
+            replaced, garbage = self._store.put_object(record, intent)
+        except BaseException:
+            if intent is not None:
+                self._abandon(lease, intent)
+            raise
+        if garbage is not None:
+            delete_garbage(self._store, lease, garbage)
+        return json_response(200 if replaced else 201, _describe(record),
+                             headers=[("ETag", '"%s"' % record.sha256)] if record.sha256 else [])
+
+    def _abandon(self, lease: Lease, intent: int) -> None:
+        """Turn a failed write's intent into garbage and try to delete it now."""
+        try:
+            item = self._store.drop_intent(intent, garbage=True)
+        except StorageError:
+            log.exception("could not record an abandoned write (left as an intent)")
+            return
+        if item is not None:
+            delete_garbage(self._store, lease, item)
+
+
+class _StreamBody:
+    """The WSGI body of a GET: ``length`` bytes from an open read stream.
+
+    ``close()`` (called by the server) closes the stream and runs the
+    ``on_close`` callbacks (the app adds its lease release there).
+    """
+
+    def __init__(self, stream, length: int, chunk_size: int, name: str):
+        self._stream = stream
+        self._remaining = length
+        self._chunk_size = chunk_size
+        self._name = name
+        self._first: Optional[bytes] = None
+        self.on_close = []
+
+    def prefetch(self) -> None:
+        """Read the first chunk now, so storage errors still get a proper status."""
+        self._first = self._read()
+
+    def _read(self) -> bytes:
+        data = self._stream.read(min(self._chunk_size, self._remaining))
+        if not data:
+            raise DataCorrupted("%s ended %d bytes before its size" % (self._name, self._remaining))
+        self._remaining -= len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while self._remaining > 0:
+            try:
+                data = self._read()
+            except Exception:
+                log.exception("reading %s failed after the response started; the client gets "
+                              "a short body", self._name)
+                raise
+            yield data
+
+    def close(self) -> None:
+        """Close the read stream and run the close callbacks."""
+        try:
+            self._stream.close()
+        except Exception:
+            log.exception("closing the read stream of %s failed", self._name)
+        finally:
+            callbacks, self.on_close = self.on_close, []
+            for callback in callbacks:
+                callback()
+
+
+def _module(lease: Lease, policy: str):
+    """Return ``(module, context)`` of ``policy``; an unknown policy is a 404."""
+    try:
+        return lease.module(policy), lease.context(policy)
+    except UnknownModule as error:
+        raise HttpError(404, str(error), error="UnknownPolicy") from None
+
+
+def _checked_module_data(module_data: Any, policy: str) -> str:
+    if not isinstance(module_data, str) or not module_data:
+        raise DataCorrupted("module %r returned %s from new_data, not a non-empty str (a bug in "
+                            "the module)" % (policy, type(module_data).__name__), location=policy)
+    return module_data
+
+
+def _decode_copy_source(request: Request) -> str:
+    value = request.header("X-Copy-From") or ""
+    path = value.split("?", 1)[0]
+    try:
+        return unquote(path, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise HttpError(400, "X-Copy-From is not percent-encoded UTF-8") from None
+
+
+def _short_source(policy: str):
+    def error(message: str) -> DataCorrupted:
+        return DataCorrupted("the copy source in module %r is shorter than its size: %s"
+                             % (policy, message), location=policy)
+    return error
+
+
+def _content_type(request: Request) -> Optional[str]:
+    value = request.header("Content-Type")
+    if value is None or len(value) > 255 or "\n" in value or "\r" in value:
+        return None
+    return value
+
+
+def _etag_matches(header: Optional[str], sha256: str) -> bool:
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = [tag.strip().lstrip("W/").strip('"') for tag in header.split(",")]
+    return sha256 in tags
+
+
+def _object_headers(record: ObjectRecord):
+    headers = [("Content-Type", record.content_type or _DEFAULT_TYPE),
+               ("Accept-Ranges", "bytes"),
+               ("Last-Modified", email.utils.formatdate(record.created, usegmt=True)),
+               ("Cache-Control", "no-cache")]
+    if record.sha256:
+        headers.append(("ETag", '"%s"' % record.sha256))
+    return headers
+
+
+def _describe(record: ObjectRecord) -> Dict[str, Any]:
+    return {
+        "policy": record.policy,
+        "key": record.key,
+        "size": record.size,
+        "created": record.created,
+        "sha256": record.sha256,
+        "content_type": record.content_type or _DEFAULT_TYPE,
+    }

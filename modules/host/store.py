@@ -1,0 +1,497 @@
+"""The host's SQLite database: module configuration and the object index.
+
+One file, ``host.sqlite3`` in the data directory, in WAL mode, shared by
+every thread (a small lock-protected pool of connections) and by every
+process serving the same data directory.
+
+Tables:
+
+* ``modules``: configured vendor modules (name, dotted path, description,
+  JSON args, a revision bumped on every change).
+* ``objects``: the object index, ``(policy, key) -> module_data, size,
+  sha256, content type, created``. ``policy`` is the name of a configured
+  module; the key is any UTF-8 text and is never used as a file path.
+* ``garbage``: module_data waiting to be destroyed. A row is written in the
+  same transaction that stops referencing the data (overwrite, delete), so a
+  crash never loses track of stored bytes; write intents are recorded
+  before a new object is stored for the same reason.
+* ``meta``: schema version, configuration generation, first-start flag.
+"""
+import contextlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+from modules.errors import LocationUnavailable
+
+__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ModuleInUse", "DB_FILENAME",
+           "string_arguments"]
+
+log = logging.getLogger(__name__)
+
+#: The database file inside the data directory.
+DB_FILENAME = "host.sqlite3"
+
+#: Connections kept open at most; more threads wait for a free one.
+DEFAULT_POOL_SIZE = 8
+
+#: Seconds a writer waits for another process's transaction to finish.
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+#: Write intents younger than this are never collected (the write may still be running).
+INTENT_GRACE_SECONDS = 24 * 3600.0
+
+_SCHEMA_VERSION = "1"
+
+# Sorts after any key starting with a given prefix (the largest code point, U+10FFFF,
+# twice: only keys continuing the prefix with two of these non-characters would be missed).
+_HIGHEST = "\U0010ffff\U0010ffff"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS modules (
+    name TEXT PRIMARY KEY,
+    module TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    args TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    policy TEXT NOT NULL,
+    key TEXT NOT NULL,
+    module_data TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    content_type TEXT,
+    created REAL NOT NULL,
+    borrowed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (policy, key)
+);
+CREATE INDEX IF NOT EXISTS objects_by_data ON objects (policy, module_data);
+CREATE TABLE IF NOT EXISTS garbage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy TEXT NOT NULL,
+    module_data TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    since REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS garbage_by_policy ON garbage (policy, id);
+"""
+
+
+class ModuleInUse(Exception):
+    """A module cannot be removed: objects or other modules still use it."""
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    """One configured vendor module, as the configuration API stores it."""
+
+    name: str
+    module: str
+    description: str = ""
+    args: Union[List[Any], Dict[str, Any]] = field(default_factory=list)
+    revision: int = 0
+    updated: float = 0.0
+
+    def same_settings(self, other: "ModuleConfig") -> bool:
+        """Return True when ``other`` configures the same module the same way."""
+        return (self.module, self.description, self.args) == (
+            other.module, other.description, other.args)
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One row of the object index."""
+
+    policy: str
+    key: str
+    module_data: str
+    size: int
+    created: float
+    sha256: Optional[str] = None
+    content_type: Optional[str] = None
+    borrowed: bool = False
+
+
+@dataclass(frozen=True)
+class GarbageItem:
+    """module_data waiting to be destroyed in module ``policy``."""
+
+    id: int
+    policy: str
+    module_data: str
+    kind: str
+    since: float
+    attempts: int
+    last_error: Optional[str]
+
+
+class Store:
+    """Thread-safe access to the host database at ``path``.
+
+    Args:
+        path: the SQLite file (created with its tables when missing).
+        pool_size: connections kept open at most.
+        busy_timeout: seconds to wait for a lock held by another process.
+
+    Raises:
+        LocationUnavailable: the database cannot be opened or created.
+    """
+
+    def __init__(self, path: str, pool_size: int = DEFAULT_POOL_SIZE,
+                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._idle: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._all: List[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        _create_private_file(path)
+        self._create_schema()
+
+    # -- connections ------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error as error:
+            raise LocationUnavailable("cannot open the host database %s: %s" % (self.path, error),
+                                      location=self.path) from error
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise LocationUnavailable("the host database is closed", location=self.path)
+        self._slots.acquire()
+        try:
+            try:
+                db = self._idle.get_nowait()
+            except queue.Empty:
+                db = self._connect()
+                with self._lock:
+                    self._all.append(db)
+            try:
+                yield db
+            finally:
+                self._idle.put(db)
+        finally:
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE) committed on success, rolled back on error."""
+        with self._connection() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _query(self, sql: str, parameters=()) -> List[tuple]:
+        with self._connection() as db:
+            return db.execute(sql, parameters).fetchall()
+
+    def _create_schema(self) -> None:
+        with self._connection() as db:
+            db.executescript(_SCHEMA)
+            with_version = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if with_version is None:
+                db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)",
+                           (_SCHEMA_VERSION,))
+            elif with_version[0] != _SCHEMA_VERSION:
+                raise LocationUnavailable(
+                    "the host database %s has schema %s; this version reads schema %s"
+                    % (self.path, with_version[0], _SCHEMA_VERSION), location=self.path)
+
+    def close(self) -> None:
+        """Close every connection; later calls raise LocationUnavailable."""
+        self._closed = True
+        with self._lock:
+            connections, self._all = self._all, []
+        for db in connections:
+            db.close()
+
+    # -- meta -------------------------------------------------------------
+
+    def get_meta(self, name: str) -> Optional[str]:
+        """Return the meta value ``name`` or None."""
+        rows = self._query("SELECT value FROM meta WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_meta_once(self, name: str, value: str) -> bool:
+        """Set ``name`` unless it is set already; return True when this call set it."""
+        with self._transaction() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                                (name, value))
+            return cursor.rowcount == 1
+
+    def generation(self) -> int:
+        """Return the configuration generation, bumped by every configuration change."""
+        value = self.get_meta("generation")
+        return int(value) if value is not None else 0
+
+    @staticmethod
+    def _bump_generation(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta (name, value) VALUES ('generation', '1') "
+                   "ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    # -- module configuration --------------------------------------------
+
+    def list_modules(self) -> List[ModuleConfig]:
+        """Return every configured module, sorted by name."""
+        rows = self._query("SELECT name, module, description, args, revision, updated "
+                           "FROM modules ORDER BY name")
+        return [_module_config(row) for row in rows]
+
+    def get_module(self, name: str) -> Optional[ModuleConfig]:
+        """Return the configuration of module ``name`` or None."""
+        rows = self._query("SELECT name, module, description, args, revision, updated "
+                           "FROM modules WHERE name=?", (name,))
+        return _module_config(rows[0]) if rows else None
+
+    def put_module(self, config: ModuleConfig) -> Optional[ModuleConfig]:
+        """Create or replace a module's configuration.
+
+        Returns:
+            The stored configuration (with its new revision), or None when
+            the same settings were stored already (nothing changed).
+        """
+        args = json.dumps(config.args, sort_keys=True)
+        with self._transaction() as db:
+            row = db.execute("SELECT name, module, description, args, revision, updated "
+                             "FROM modules WHERE name=?", (config.name,)).fetchone()
+            if row is not None and _module_config(row).same_settings(config):
+                return None
+            revision = (row[4] + 1) if row is not None else 1
+            updated = time.time()
+            db.execute("INSERT INTO modules (name, module, description, args, revision, updated) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                       "module=excluded.module, description=excluded.description, "
+                       "args=excluded.args, revision=excluded.revision, updated=excluded.updated",
+                       (config.name, config.module, config.description, args, revision, updated))
+            self._bump_generation(db)
+        return ModuleConfig(config.name, config.module, config.description,
+                            json.loads(args), revision, updated)
+
+    def delete_module(self, name: str) -> bool:
+        """Remove module ``name``; return False when it was not configured.
+
+        Raises:
+            ModuleInUse: objects are stored with it, or another module's
+                arguments name it (the message says which).
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM modules WHERE name=?", (name,)).fetchone() is None:
+                return False
+            count = db.execute("SELECT COUNT(*) FROM objects WHERE policy=?", (name,)).fetchone()[0]
+            if count:
+                raise ModuleInUse("%d object(s) are stored with module %r; delete them first"
+                                  % (count, name))
+            pending = db.execute("SELECT COUNT(*) FROM garbage WHERE policy=?",
+                                 (name,)).fetchone()[0]
+            if pending:
+                raise ModuleInUse("%d stored piece(s) of data in module %r still wait to be "
+                                  "deleted; run 'vsm repair' when the module is reachable"
+                                  % (pending, name))
+            users = [row[0] for row in db.execute(
+                "SELECT name, args FROM modules WHERE name != ?", (name,)).fetchall()
+                if name in string_arguments(json.loads(row[1]))]
+            if users:
+                raise ModuleInUse("module %r is used by module(s) %s; reconfigure or delete them "
+                                  "first" % (name, ", ".join(sorted(users))))
+            db.execute("DELETE FROM modules WHERE name=?", (name,))
+            self._bump_generation(db)
+        return True
+
+    # -- the object index -------------------------------------------------
+
+    def get_object(self, policy: str, key: str) -> Optional[ObjectRecord]:
+        """Return the index row for ``(policy, key)`` or None."""
+        rows = self._query("SELECT policy, key, module_data, size, created, sha256, content_type, "
+                           "borrowed FROM objects WHERE policy=? AND key=?", (policy, key))
+        return _object_record(rows[0]) if rows else None
+
+    def list_objects(self, policy: str, prefix: str = "", after: str = "",
+                     limit: int = 1000) -> List[ObjectRecord]:
+        """Return up to ``limit`` rows of ``policy`` in key order.
+
+        Only keys greater than ``after`` and starting with ``prefix`` are returned.
+        """
+        columns = "policy, key, module_data, size, created, sha256, content_type, borrowed"
+        if not prefix:
+            rows = self._query("SELECT %s FROM objects WHERE policy=? AND key > ? ORDER BY key "
+                               "LIMIT ?" % columns, (policy, after, int(limit)))
+        else:  # the bounds let SQLite walk only the prefix's part of the primary key
+            rows = self._query(
+                "SELECT %s FROM objects WHERE policy=? AND key > ? AND key >= ? AND key < ? "
+                "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?" % columns,
+                (policy, after, prefix, prefix + _HIGHEST, len(prefix), prefix, int(limit)))
+        return [_object_record(row) for row in rows]
+
+    def count_objects(self, policy: str) -> int:
+        """Return how many objects ``policy`` holds."""
+        return self._query("SELECT COUNT(*) FROM objects WHERE policy=?", (policy,))[0][0]
+
+    def add_intent(self, policy: str, module_data: str) -> int:
+        """Record that ``module_data`` is about to be written; return the intent's id.
+
+        If the host dies before :meth:`put_object` or :meth:`drop_intent`, the
+        intent outlives it and :meth:`collectable` returns it once it is older
+        than :data:`INTENT_GRACE_SECONDS`.
+        """
+        with self._transaction() as db:
+            cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since) "
+                                "VALUES (?, ?, 'intent', ?)", (policy, module_data, time.time()))
+            return cursor.lastrowid
+
+    def drop_intent(self, intent_id: int, garbage: bool) -> Optional[GarbageItem]:
+        """Finish a write intent: forget it, or turn it into garbage to delete now.
+
+        Returns:
+            The garbage item when ``garbage`` is True, else None.
+        """
+        with self._transaction() as db:
+            if garbage:
+                db.execute("UPDATE garbage SET kind='aborted', since=? WHERE id=?",
+                           (time.time(), intent_id))
+                row = db.execute("SELECT id, policy, module_data, kind, since, attempts, "
+                                 "last_error FROM garbage WHERE id=?", (intent_id,)).fetchone()
+                return GarbageItem(*row) if row else None
+            db.execute("DELETE FROM garbage WHERE id=?", (intent_id,))
+            return None
+
+    def put_object(self, record: ObjectRecord,
+                   intent_id: Optional[int] = None) -> Tuple[bool, Optional[GarbageItem]]:
+        """Point ``(policy, key)`` at ``record`` atomically, finishing the write intent.
+
+        The replaced row's module_data (if any, and unless another row still
+        uses it or it was borrowed) becomes garbage in the same transaction.
+
+        Returns:
+            ``(replaced, garbage)``: whether a row was replaced, and the
+            garbage item to delete now (or None).
+        """
+        with self._transaction() as db:
+            old = db.execute("SELECT policy, key, module_data, size, created, sha256, "
+                             "content_type, borrowed FROM objects WHERE policy=? AND key=?",
+                             (record.policy, record.key)).fetchone()
+            db.execute("INSERT INTO objects (policy, key, module_data, size, created, sha256, "
+                       "content_type, borrowed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT(policy, key) DO UPDATE SET module_data=excluded.module_data, "
+                       "size=excluded.size, created=excluded.created, sha256=excluded.sha256, "
+                       "content_type=excluded.content_type, borrowed=excluded.borrowed",
+                       (record.policy, record.key, record.module_data, record.size, record.created,
+                        record.sha256, record.content_type, int(record.borrowed)))
+            if intent_id is not None:
+                db.execute("DELETE FROM garbage WHERE id=?", (intent_id,))
+            if old is None:
+                return False, None
+            return True, self._retire(db, _object_record(old), "replaced")
+
+    def delete_object(self, policy: str,
+                      key: str) -> Tuple[Optional[ObjectRecord], Optional[GarbageItem]]:
+        """Remove ``(policy, key)`` from the index; its data becomes garbage.
+
+        Returns:
+            ``(removed row or None, garbage item to delete now or None)``.
+        """
+        with self._transaction() as db:
+            old = db.execute("SELECT policy, key, module_data, size, created, sha256, "
+                             "content_type, borrowed FROM objects WHERE policy=? AND key=?",
+                             (policy, key)).fetchone()
+            if old is None:
+                return None, None
+            db.execute("DELETE FROM objects WHERE policy=? AND key=?", (policy, key))
+            record = _object_record(old)
+            return record, self._retire(db, record, "deleted")
+
+    @staticmethod
+    def _retire(db: sqlite3.Connection, old: ObjectRecord, kind: str) -> Optional[GarbageItem]:
+        if old.borrowed:
+            return None  # the data belongs to whatever replicated it here
+        still_used = db.execute("SELECT 1 FROM objects WHERE policy=? AND module_data=? LIMIT 1",
+                                (old.policy, old.module_data)).fetchone()
+        if still_used:
+            return None
+        since = time.time()
+        cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since) "
+                            "VALUES (?, ?, ?, ?)", (old.policy, old.module_data, kind, since))
+        return GarbageItem(cursor.lastrowid, old.policy, old.module_data, kind, since, 0, None)
+
+    def pending_garbage(self, policy: str, limit: int = 1000) -> List[GarbageItem]:
+        """Return garbage of ``policy`` ready to be deleted (old enough intents included)."""
+        rows = self._query(
+            "SELECT id, policy, module_data, kind, since, attempts, last_error FROM garbage "
+            "WHERE policy=? AND (kind != 'intent' OR since < ?) ORDER BY id LIMIT ?",
+            (policy, time.time() - INTENT_GRACE_SECONDS, int(limit)))
+        return [GarbageItem(*row) for row in rows]
+
+    def count_garbage(self, policy: str) -> int:
+        """Return how many pieces of data of ``policy`` wait to be deleted (intents included)."""
+        return self._query("SELECT COUNT(*) FROM garbage WHERE policy=? AND kind != 'intent'",
+                           (policy,))[0][0]
+
+    def is_referenced(self, policy: str, module_data: str) -> bool:
+        """Return True when an index row of ``policy`` uses ``module_data``."""
+        return bool(self._query("SELECT 1 FROM objects WHERE policy=? AND module_data=? LIMIT 1",
+                                (policy, module_data)))
+
+    def garbage_done(self, item_id: int) -> None:
+        """Forget garbage item ``item_id`` (its data is gone)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM garbage WHERE id=?", (item_id,))
+
+    def garbage_failed(self, item_id: int, error: str) -> None:
+        """Record a failed attempt to delete garbage item ``item_id``."""
+        with self._transaction() as db:
+            db.execute("UPDATE garbage SET attempts = attempts + 1, last_error=? WHERE id=?",
+                       (error[:500], item_id))
+
+
+def _create_private_file(path: str) -> None:
+    """Create the database file readable by its owner only (it holds module arguments)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise LocationUnavailable("cannot create the host database %s: %s"
+                                  % (path, error.strerror), location=path) from None
+
+
+def _module_config(row) -> ModuleConfig:
+    return ModuleConfig(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+
+
+def _object_record(row) -> ObjectRecord:
+    return ObjectRecord(policy=row[0], key=row[1], module_data=row[2], size=row[3],
+                        created=row[4], sha256=row[5], content_type=row[6], borrowed=bool(row[7]))
+
+
+def string_arguments(args) -> List[str]:
+    """Return the string arguments of a configuration (list items or dict values)."""
+    values = args.values() if isinstance(args, dict) else args
+    return [value for value in values if isinstance(value, str)]

@@ -1,0 +1,186 @@
+"""Translate HTTP statuses and transport failures into SDK errors, in one place.
+
+Everything HTTPStorage and its read stream raise about the server comes from
+:func:`status_error` or :func:`transport_error`:
+
+============================  =============================================
+404, 410                      ObjectNotFound (about an object), otherwise
+                              LocationUnavailable (not retryable)
+401, 403, 407                 AuthenticationFailed
+507, 413                      InsufficientStorage
+408, 429, 500, 502-504, 5xx   LocationUnavailable (retryable)
+409, 501, 505, 3xx, other 4xx LocationUnavailable with ``retryable = False``
+connect/read timeouts         LocationTimeout (retryable)
+refused, reset, TLS, EOF      LocationUnavailable (retryable; TLS: not)
+============================  =============================================
+
+Only retryable errors are retried by :mod:`replica.http_retry`. Messages name
+the method, the URL (which never carries credentials) and what to fix;
+requests' exceptions are chained as ``__cause__`` after their reference to
+the request (and so to its ``Authorization`` header) has been removed.
+"""
+from typing import Optional
+
+import requests
+import urllib3.exceptions
+
+from modules.errors import (
+    AuthenticationFailed,
+    InsufficientStorage,
+    LocationTimeout,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+)
+
+__all__ = ["status_error", "transport_error", "is_transport_error", "scrub"]
+
+_RETRYABLE_STATUSES = {408, 425, 429}
+_NOT_RETRYABLE_5XX = {501, 505}
+
+#: Exception types raised while talking to a server (requests', urllib3's, sockets').
+_TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def is_transport_error(error: BaseException) -> bool:
+    """Return True for the foreign exceptions :func:`transport_error` translates."""
+    return isinstance(error, _TRANSPORT_ERRORS) and not isinstance(error, StorageError)
+
+
+def status_error(method: str, url: str, response: requests.Response, *, location: str,
+                 module_data: Optional[str] = None) -> StorageError:
+    """Return the SDK error for an unexpected status in ``response`` (not raised here).
+
+    ``module_data`` is given when the request was about one object: then 404
+    and 410 mean :class:`ObjectNotFound`; otherwise they mean the location's
+    collection is missing (:class:`LocationUnavailable`).
+
+    Returns:
+        StorageError: ObjectNotFound, AuthenticationFailed,
+        InsufficientStorage or LocationUnavailable (``retryable`` False for
+        statuses that will not change by themselves), with the status in
+        its ``http_status`` attribute.
+    """
+    error = _status_error(method, url, response, location, module_data)
+    error.http_status = response.status_code
+    return error
+
+
+def _status_error(method, url, response, location, module_data) -> StorageError:
+    status = response.status_code
+    what = "%s %s answered %d %s" % (method, url, status, response.reason or "")
+    what = what.rstrip()
+    if status in (404, 410):
+        if module_data is not None:
+            return ObjectNotFound("no data stored for %r at %s (%s)" % (
+                module_data, location, what), module_data=module_data, location=location)
+        return _unavailable("%s: the collection does not exist on the server; check the base "
+                            "URL and create it" % what, location, retryable=False)
+    if status in (401, 407):
+        return AuthenticationFailed(
+            "%s: the server refused our credentials; check username= and password_env= "
+            "(or token_env=) for %s" % (what, location), location=location)
+    if status == 403:
+        return AuthenticationFailed(
+            "%s: the account is not allowed to do this; check its credentials and its "
+            "permissions on %s" % (what, location), location=location)
+    if status in (507, 413):
+        advice = ("the server has no room left" if status == 507 else
+                  "the server refused the object's size; raise its upload limit")
+        return InsufficientStorage("%s: %s at %s" % (what, advice, location), location=location)
+    if status == 409:
+        return _unavailable("%s: a parent collection is missing; check that the base URL %s "
+                            "exists" % (what, location), location, retryable=False)
+    if 300 <= status < 400:
+        return _unavailable("%s: redirected to %s; configure the final URL as the base URL "
+                            "(redirects are not followed)" % (
+                                what, response.headers.get("Location", "?")), location,
+                            retryable=False)
+    if status >= 500 and status not in _NOT_RETRYABLE_5XX:
+        return _unavailable("%s: the server failed; retry later" % what, location, retryable=True)
+    if status in _RETRYABLE_STATUSES:
+        return _unavailable("%s: the server is busy; retry later" % what, location,
+                            retryable=True)
+    return _unavailable("%s: the server does not support this request; is %s a WebDAV "
+                        "collection with write access?" % (what, location), location,
+                        retryable=False)
+
+
+def transport_error(method: str, url: str, error: BaseException, *, location: str,
+                    timeout=None) -> StorageError:
+    """Return the SDK error for a failure to talk to the server (not raised here).
+
+    ``error`` is a requests, urllib3 or socket exception; it is scrubbed of
+    its request (see :func:`scrub`) so that chaining it leaks no header.
+
+    Returns:
+        LocationTimeout for timeouts, LocationUnavailable otherwise (not
+        retryable for TLS certificate failures).
+    """
+    scrub(error)
+    detail = _describe(error)
+    if isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        connect = isinstance(error, (requests.ConnectTimeout,
+                                     urllib3.exceptions.ConnectTimeoutError))
+        limit = ""
+        if timeout is not None:
+            limit = " within %g s" % (timeout[0] if connect else timeout[1])
+        return LocationTimeout("%s %s: the server did not %s%s (%s)" % (
+            method, url, "accept the connection" if connect else "answer", limit, detail),
+            location=location)
+    if isinstance(error, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+        return _unavailable(
+            "%s %s: TLS failed (%s); give ca_bundle= for a private CA, or verify_tls=false "
+            "only on a trusted network" % (method, url, detail), location, retryable=False)
+    return _unavailable("%s %s: cannot reach the server (%s)" % (method, url, detail), location,
+                        retryable=True)
+
+
+def scrub(error: BaseException) -> BaseException:
+    """Drop references from ``error`` (and its causes) to requests and responses.
+
+    requests attaches the prepared request, whose headers hold the
+    ``Authorization`` secret, to its exceptions.
+
+    Returns:
+        BaseException: ``error`` itself.
+    """
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for attribute in ("request", "response"):
+            if getattr(current, attribute, None) is not None:
+                try:
+                    setattr(current, attribute, None)
+                except AttributeError:
+                    pass
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def _unavailable(message: str, location: str, retryable: bool) -> LocationUnavailable:
+    error = LocationUnavailable(message, location=location)
+    if not retryable:
+        error.retryable = False
+    return error
+
+
+def _describe(error: BaseException) -> str:
+    """Name the innermost useful reason ('Connection refused', 'timed out')."""
+    reason = error
+    for _ in range(5):
+        inner = getattr(reason, "reason", None)
+        if isinstance(inner, BaseException):
+            reason = inner
+            continue
+        args = getattr(reason, "args", ())
+        if len(args) == 1 and isinstance(args[0], BaseException):
+            reason = args[0]
+            continue
+        break
+    text = str(reason) or type(reason).__name__
+    # urllib3 prefixes '<urllib3.connection.HTTPConnection object at 0x...>: '.
+    if text.startswith("<") and ">: " in text:
+        text = text.split(">: ", 1)[1]
+    return "%s: %s" % (type(reason).__name__, text[:300])

@@ -1,0 +1,133 @@
+"""Modules the host tests configure by dotted path (``tests.host.fixture_modules.X``).
+
+Each is the sample ``SimpleStorage`` with one behaviour changed, so failures
+come from a real module over a real directory.
+"""
+import threading
+from typing import List
+
+from modules import StorageModule
+from modules.context import get_module
+from modules.errors import InsufficientStorage
+from simple.simple import SimpleStorage
+
+
+class PickyStorage(SimpleStorage):
+    """Refuses (InsufficientStorage) any object whose first bytes are ``FULL``."""
+
+    def assign(self, context, module_data, stream):
+        first = stream.read(4)
+        if first == b"FULL":
+            while stream.read(1024 * 1024):
+                pass
+            raise InsufficientStorage("no room for objects starting with FULL",
+                                      location=self.storage_dir)
+        return super().assign(context, module_data, _Prefixed(first, stream))
+
+
+class _Prefixed:
+    def __init__(self, first: bytes, stream):
+        self._first = first
+        self._stream = stream
+
+    def read(self, size=-1):
+        if not self._first:
+            return self._stream.read(size)
+        if size is None or size < 0:
+            data, self._first = self._first + self._stream.read(), b""
+            return data
+        data, self._first = self._first[:size], self._first[size:]
+        return data
+
+
+class BuggyStorage(SimpleStorage):
+    """``get_size`` fails with an unexpected error (a bug, not an SDK error)."""
+
+    def get_size(self, context, module_data):
+        raise ZeroDivisionError("a bug in BuggyStorage.get_size")
+
+    def statistics(self, context):
+        raise KeyError("a bug in BuggyStorage.statistics")
+
+
+class TrackedStorage(SimpleStorage):
+    """Records its instances and whether each was closed."""
+
+    instances: List["TrackedStorage"] = []
+    _lock = threading.Lock()
+
+    def __init__(self, storage_dir=None, label="", **kwargs):
+        super().__init__(storage_dir, **kwargs)
+        self.label = label
+        self.closed = False
+        with TrackedStorage._lock:
+            TrackedStorage.instances.append(self)
+
+    def close(self):
+        self.closed = True
+
+
+class ForwardingStorage(StorageModule):
+    """Stores everything in the module named ``target``, found through the context.
+
+    It keeps the instance it resolved, as a wrapper that caches its children
+    would, so the host must replace it when the target is reconfigured.
+    """
+
+    def __init__(self, target=None):
+        super().__init__()
+        if not isinstance(target, str) or not target:
+            from modules.errors import ConfigurationError
+            raise ConfigurationError("ForwardingStorage needs target, a module name")
+        self.target = target
+        self._resolved = None
+
+    def _child(self, context):
+        if self._resolved is None:
+            self._resolved = get_module(context, self.target)
+        return self._resolved
+
+    def new_data(self, context):
+        return self._child(context).new_data(context)
+
+    def assign(self, context, module_data, stream):
+        return self._child(context).assign(context, module_data, stream)
+
+    def available(self, context, module_data):
+        return self._child(context).available(context, module_data)
+
+    def get_read_stream(self, context, module_data):
+        return self._child(context).get_read_stream(context, module_data)
+
+    def delete(self, context, module_data):
+        return self._child(context).delete(context, module_data)
+
+    def get_size(self, context, module_data):
+        return self._child(context).get_size(context, module_data)
+
+    def statistics(self, context):
+        stats = dict(self._child(context).statistics(context))
+        stats["target"] = self.target
+        return stats
+
+
+class CountedStreamsStorage(SimpleStorage):
+    """Counts its read streams that are open (closed by the caller's ``close()``)."""
+
+    open_streams = 0
+    _lock = threading.Lock()
+
+    def get_read_stream(self, context, module_data):
+        stream = super().get_read_stream(context, module_data)
+        original_close = stream.close
+        with CountedStreamsStorage._lock:
+            CountedStreamsStorage.open_streams += 1
+
+        def close():
+            if not stream.closed:
+                with CountedStreamsStorage._lock:
+                    CountedStreamsStorage.open_streams -= 1
+            original_close()
+
+        stream.close = close
+        return stream
