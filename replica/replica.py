@@ -8,6 +8,7 @@ refills missing copies. The administrator's guide is ``docs/replica.md``.
 """
 import concurrent.futures
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -45,6 +46,8 @@ DRAIN_BATCH = 64
 INLINE_DELETES = 4
 #: Journal entries fetched per query while replaying.
 _PAGE = 100
+#: Numbers the instances, to name their worker threads.
+_INSTANCES = itertools.count(1)
 
 Placed = Tuple[Location, str]  # a configured location and the object's child module_data there
 
@@ -95,7 +98,7 @@ class ReplicaStorage(StorageModule):
                 location.close()
             raise
         self._by_name = {location.name: location for location in self._locations}
-        self._pool = WorkerPool(settings.workers, name="replica")
+        self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
         self._next_drain: Optional[float] = None
@@ -411,10 +414,12 @@ class ReplicaStorage(StorageModule):
     def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
         """Refill one object's missing copies, or replay the whole journal.
 
-        With ``module_data``: every location is asked whether it holds its
-        copy, and those that do not get one, streamed from a good copy.
-        Without: pending deletes and missing copies recorded in the journal
-        are retried (error-limited locations are left for later).
+        With ``module_data``: every location (error-limited ones too) is
+        asked whether it holds its copy, and those that do not get one,
+        streamed from a good copy. Without: pending deletes and missing
+        copies recorded in the journal are retried; an error-limited location
+        is probed with its first entry and skipped for the rest of this
+        repair if that fails.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -432,14 +437,14 @@ class ReplicaStorage(StorageModule):
         self._remember(context)
         if module_data is None:
             with self._drain_lock:
-                summary = self._replay(context, None, self.settings.queue_timeout)
+                summary = self._replay(context, None, self.settings.queue_timeout, True)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report = self._refill(context, data, None, self.settings.queue_timeout)
+        report = self._refill(context, data, None, self.settings.queue_timeout, True)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(repairs=1)
         return report
@@ -595,8 +600,12 @@ class ReplicaStorage(StorageModule):
             future.add_done_callback(finished)
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
-                only: Optional[Sequence[str]], queue_timeout: float) -> Dict[str, Any]:
+                only: Optional[Sequence[str]], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
         """Copy the object to the locations that lack it (or to ``only`` of them).
+
+        ``probe``: ask error-limited locations too (an administrator's repair
+        right after fixing a location must not wait for the limit to expire).
 
         Returns:
             dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
@@ -607,7 +616,7 @@ class ReplicaStorage(StorageModule):
         """
         present, _ = self._split(data)
         checks = {location.name: functools.partial(location.call, context, "available", child)
-                  for location, child in present if not location.is_limited()}
+                  for location, child in present if probe or not location.is_limited()}
         answers = self._parallel(checks)
         holders: List[Placed] = []
         missing: List[Placed] = []
@@ -653,22 +662,30 @@ class ReplicaStorage(StorageModule):
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
 
-    def _replay(self, context: Optional[dict], limit: Optional[int],
-                queue_timeout: float) -> Dict[str, Any]:
+    def _replay(self, context: Optional[dict], limit: Optional[int], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
         """Retry journal entries (least recently tried first); the caller holds the drain lock.
 
         ``queue_timeout`` is how long a copy may wait for free workers (0 in
         the background: a busy pool leaves the entry for the next pass).
+        ``probe`` (an administrator's repair): error-limited locations are
+        tried too, until one of their entries fails and leaves them limited;
+        otherwise (background) they are skipped.
         """
         summary: Dict[str, Any] = {
             "deletes": {"done": 0, "failed": 0, "obsolete": 0},
             "copies": {"done": 0, "failed": 0, "obsolete": 0}}
         seen = set()
         handled = 0
+        given_up: set = set()
         skipped: List[str] = []
         while limit is None or handled < limit:
-            usable = [location.name for location in self._locations if not location.is_limited()]
-            skipped = [location.name for location in self._locations if location.is_limited()]
+            if probe:
+                skipped = sorted(given_up)
+            else:
+                skipped = [location.name for location in self._locations if location.is_limited()]
+            usable = [location.name for location in self._locations
+                      if location.name not in skipped]
             page = [entry for entry in self._journal.entries(_PAGE, usable)
                     if (entry.kind, entry.location, entry.object_id) not in seen]
             if not page:
@@ -676,10 +693,14 @@ class ReplicaStorage(StorageModule):
             for entry in page:
                 if limit is not None and handled >= limit:
                     break
+                if entry.location in given_up:
+                    continue
                 seen.add((entry.kind, entry.location, entry.object_id))
                 handled += 1
-                outcome = self._replay_entry(context, entry, queue_timeout)
+                outcome = self._replay_entry(context, entry, queue_timeout, probe)
                 summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
+                if outcome == "failed" and self._by_name[entry.location].is_limited():
+                    given_up.add(entry.location)
         summary["skipped_locations"] = skipped
         try:
             summary["remaining"] = self._journal.counts()
@@ -689,7 +710,7 @@ class ReplicaStorage(StorageModule):
         return summary
 
     def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
-                      queue_timeout: float) -> str:
+                      queue_timeout: float, probe: bool) -> str:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._by_name[entry.location]
         try:
@@ -708,7 +729,7 @@ class ReplicaStorage(StorageModule):
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
             else:
-                report = self._refill(context, data, [entry.location], queue_timeout)
+                report = self._refill(context, data, [entry.location], queue_timeout, probe)
                 if entry.location in report["failed"] or entry.location in report["unreachable"]:
                     raise LocationUnavailable(report["failed"].get(entry.location) or
                                               report["unreachable"][entry.location])
@@ -746,7 +767,7 @@ class ReplicaStorage(StorageModule):
             for entry in entries:
                 if entry.location in failed:
                     continue
-                if self._replay_entry(context, entry, 0.0) == "failed":
+                if self._replay_entry(context, entry, 0.0, False) == "failed":
                     failed.add(entry.location)
         except StorageError as error:
             log.error("retrying deferred deletes failed: %s", error)
@@ -783,7 +804,7 @@ class ReplicaStorage(StorageModule):
         try:
             if self._closed:
                 return
-            summary = self._replay(context, DRAIN_BATCH, 0.0)
+            summary = self._replay(context, DRAIN_BATCH, 0.0, False)
             log.info("journal drain: %s", summary)
         except Exception:  # a background task has nobody to raise to
             log.exception("draining the replica journal failed")

@@ -305,6 +305,41 @@ class TestErrorLimiting(ReplicaTestCase):
         self.assertEqual(self.location_report(self.replica.statistics(self.context),
                                               "loc-a")["health"], "ok")
 
+    def test_repair_probes_an_error_limited_location_that_is_back(self):
+        """Regression: repair() right after fixing a location must not wait for the limit."""
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        objects = {}
+        for seed in range(6):
+            data = payload(2000, seed=seed)
+            objects[self.store(data)] = data
+        self.assertEqual(self.location_report(self.replica.statistics(self.context),
+                                              "loc-c")["health"], "error-limited")
+        os.rename(self.dirs[2] + ".lost", self.dirs[2])
+        summary = self.replica.repair(self.context)
+        self.assertEqual(summary["copies"], {"done": 6, "failed": 0, "obsolete": 0})
+        for module_data, data in objects.items():
+            with open(self.copy_path(module_data, "loc-c"), "rb") as file:
+                self.assertEqual(file.read(), data)
+        self.assertEqual(self.location_report(self.replica.statistics(self.context),
+                                              "loc-c")["health"], "ok")
+
+    def test_repair_gives_up_on_a_limited_location_that_is_still_down(self):
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        for seed in range(6):
+            self.store(payload(2000, seed=seed))
+        before = self.faulty["loc-c"].calls["available"]
+        summary = self.replica.repair(self.context)
+        self.assertEqual(summary["copies"]["failed"], 1)
+        self.assertEqual(summary["skipped_locations"], ["loc-c"])
+        self.assertEqual(summary["remaining"]["copy"], 6)
+        self.assertEqual(self.faulty["loc-c"].calls["available"], before + 1)
+
+    def test_repair_of_one_object_probes_an_error_limited_location(self):
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        stored = [self.store(payload(2000, seed=seed)) for seed in range(4)]
+        os.rename(self.dirs[2] + ".lost", self.dirs[2])
+        self.assertEqual(self.replica.repair(self.context, stored[0])["repaired"], ["loc-c"])
+
     def test_error_limited_location_is_still_tried_last(self):
         data = payload(1000, seed=21)
         module_data = self.store(data)
