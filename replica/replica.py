@@ -105,7 +105,6 @@ class ReplicaStorage(StorageModule):
         counts = self._journal_call("read", self._journal.counts)
         #: False only when the journal is known to be empty (skips inline retries).
         self._journal_hint = counts is None or any(counts.values())
-        self._context: Optional[dict] = None
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
@@ -132,7 +131,6 @@ class ReplicaStorage(StorageModule):
                 (each failure is listed).
         """
         self._check_open()
-        self._remember(context)
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
@@ -188,7 +186,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
@@ -264,7 +261,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
@@ -301,7 +297,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         candidates = self._candidates(data)
         stream = open_failover_stream(context, module_data, candidates, self._retry,
                                       on_failover=self._count_failover)
@@ -327,7 +322,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if unconfigured:
             log.warning("object %s: copies at %s are not deleted: those locations are not "
@@ -376,7 +370,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         failures: Dict[str, StorageError] = {}
         for location, child in self._candidates(data):
             try:
@@ -434,7 +427,6 @@ class ReplicaStorage(StorageModule):
                 the journal cannot be read.
         """
         self._check_open()
-        self._remember(context)
         if module_data is None:
             with self._drain_lock:
                 summary = self._replay(context, None, self.settings.queue_timeout, True)
@@ -866,11 +858,6 @@ class ReplicaStorage(StorageModule):
         if self._closed:
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
-
-    def _remember(self, context: Optional[dict]) -> None:
-        """Keep the latest context that can resolve modules, for background work."""
-        if isinstance(context, dict) and isinstance(context.get("func"), dict):
-            self._context = context
 
     def _count(self, **increments: int) -> None:
         with self._lock:
