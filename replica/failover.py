@@ -16,7 +16,7 @@ is left, the stream raises ``ObjectNotFound`` if every copy was missing,
 listing what each location said.
 """
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from modules.errors import (
     DataCorrupted,

@@ -184,12 +184,15 @@ class FanOutResult:
             the end of the data but may still finish (see :meth:`FanOut.run`).
         incomplete: targets whose writer returned normally without reading
             all the data: they may hold a truncated copy to remove.
+        dropped: targets the fan-out itself gave up on (stalled, or too slow
+            to finish); their writers did not report an error themselves.
     """
 
     size: int = 0
     failures: Dict[str, StorageError] = field(default_factory=dict)
     late: Dict[str, concurrent.futures.Future] = field(default_factory=dict)
     incomplete: Set[str] = field(default_factory=set)
+    dropped: Set[str] = field(default_factory=set)
 
 
 class FanOut:
@@ -250,7 +253,7 @@ class FanOut:
             self._abort_all(channels, futures, "the replica is closing")
             raise
         try:
-            result.size = self._pump(source, channels, result.failures)
+            result.size = self._pump(source, channels, result.failures, result.dropped)
         except BaseException as error:
             self._abort_all(channels, futures, "the write was abandoned: %s: %s"
                             % (type(error).__name__, error))
@@ -259,7 +262,7 @@ class FanOut:
         return result
 
     def _pump(self, source: BinaryIO, channels: Dict[str, ChunkChannel],
-              failures: Dict[str, StorageError]) -> int:
+              failures: Dict[str, StorageError], dropped: Set[str]) -> int:
         live = dict(channels)
         total = 0
         while live:
@@ -273,6 +276,7 @@ class FanOut:
                     log.warning(reason)
                     channel.abort(reason)
                     failures[name] = LocationTimeout(reason, location=name)
+                    dropped.add(name)
                     accepted = False
                 if not accepted:
                     del live[name]
@@ -293,6 +297,7 @@ class FanOut:
                               "the data; dropped from this write" % (name, self._write_timeout))
                     log.warning(reason)
                     result.failures[name] = LocationTimeout(reason, location=name)
+                    result.dropped.add(name)
                 channels[name].abort("dropped: did not finish in time")
                 result.late[name] = future
                 continue

@@ -8,8 +8,13 @@ Two kinds of entries, keyed by (kind, location, object id):
 * ``copy``: the object is under-replicated: that location has no copy yet.
 
 Both keep the replica module_data, which is all a retry needs. The journal
-is bounded (``limit`` entries; further entries are refused, counted as
-``dropped`` and logged). :class:`MemoryJournal` is lost on restart;
+is bounded (``limit`` entries). When it is full, a new ``delete`` entry takes
+the place of the oldest ``copy`` entry (a missing copy can still be found
+later: ``available`` says False and ``repair(module_data)`` refills it; an
+unrecorded delete leaves an orphan nobody knows about); otherwise the new
+entry is refused. Either way the loss is counted as ``dropped`` and logged.
+
+:class:`MemoryJournal` is lost on restart;
 :class:`SqliteJournal` keeps entries in ``<state_dir>/replica-journal.sqlite3``
 (WAL, synchronous=FULL, so an entry survives a crash once ``add`` returned),
 shared safely by every server process that uses the same state directory.
@@ -110,10 +115,12 @@ class Journal:
         """
         raise NotImplementedError
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """Return up to ``limit`` entries, least recently touched first.
 
-        ``locations`` restricts the result to entries owed by those names.
+        ``locations`` restricts the result to entries owed by those names,
+        ``kind`` to one kind.
 
         Raises:
             LocationUnavailable: the durable journal cannot be read.
@@ -140,11 +147,15 @@ class Journal:
         """Release files; the journal is not used again."""
 
     def _refuse(self, kind: str, location: str, object_id: str) -> bool:
-        self.dropped += 1
-        log.error("the replica journal is full (%d entries); not recording %s of object %s at %s "
-                  "(run repair, fix the location, or raise journal_limit)",
-                  self.limit, kind, object_id, location)
+        self._dropped_one("not recording %s of object %s at %s" % (kind, object_id, location))
         return False
+
+    def _dropped_one(self, what: str) -> None:
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:  # do not flood the log
+            log.error("the replica journal is full (%d entries; %d dropped so far): %s (run "
+                      "repair, fix the location, or raise journal_limit)",
+                      self.limit, self.dropped, what)
 
 
 class MemoryJournal(Journal):
@@ -164,7 +175,14 @@ class MemoryJournal(Journal):
             if key in self._entries:
                 return True
             if len(self._entries) >= self.limit:
-                return self._refuse(kind, location, object_id)
+                victim = None
+                if kind == DELETE:
+                    victim = next((k for k in self._entries if k[0] == COPY), None)
+                if victim is None:
+                    return self._refuse(kind, location, object_id)
+                self._forget(victim)
+                self._dropped_one("forgot the missing copy of object %s at %s to record a delete"
+                                  % (victim[2], victim[1]))
             self._entries[key] = JournalEntry(kind, location, object_id, module_data)
             self._by_object.setdefault(object_id, set()).add(key)
             self._counts[kind] += 1
@@ -196,7 +214,8 @@ class MemoryJournal(Journal):
                                               error[:300])
             self._entries.move_to_end(key)
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """See :meth:`Journal.entries`."""
         wanted = None if locations is None else set(locations)
         with self._lock:
@@ -204,7 +223,7 @@ class MemoryJournal(Journal):
             for key, entry in self._entries.items():
                 if len(result) >= limit:
                     break
-                if wanted is None or key[1] in wanted:
+                if (wanted is None or key[1] in wanted) and (kind is None or key[0] == kind):
                     result.append(entry)
             return result
 
@@ -271,7 +290,17 @@ class SqliteJournal(Journal):
                 return True
             (count,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
             if count >= self.limit:
-                return self._refuse(kind, location, object_id)
+                victim = None
+                if kind == DELETE:
+                    victim = self._db.execute(
+                        "SELECT location, object_id FROM entries WHERE kind=? ORDER BY touched"
+                        " LIMIT 1", (COPY,)).fetchone()
+                if victim is None:
+                    return self._refuse(kind, location, object_id)
+                self._db.execute("DELETE FROM entries WHERE kind=? AND location=? AND object_id=?",
+                                 (COPY,) + tuple(victim))
+                self._dropped_one("forgot the missing copy of object %s at %s to record a delete"
+                                  % (victim[1], victim[0]))
             self._db.execute(
                 "INSERT OR IGNORE INTO entries (kind, location, object_id, module_data, touched)"
                 " VALUES (?, ?, ?, ?, ?)", (kind, location, object_id, module_data, time.time()))
@@ -301,16 +330,23 @@ class SqliteJournal(Journal):
                 " WHERE kind=? AND location=? AND object_id=?",
                 (error[:300], time.time(), entry.kind, entry.location, entry.object_id))
 
-    def entries(self, limit: int, locations: Optional[Sequence[str]] = None) -> List[JournalEntry]:
+    def entries(self, limit: int, locations: Optional[Sequence[str]] = None,
+                kind: Optional[str] = None) -> List[JournalEntry]:
         """See :meth:`Journal.entries`."""
         query = "SELECT kind, location, object_id, module_data, attempts, last_error FROM entries"
+        conditions: List[str] = []
         parameters: List[Any] = []
         if locations is not None:
             names = list(locations)
             if not names:
                 return []
-            query += " WHERE location IN (%s)" % ", ".join("?" * len(names))
+            conditions.append("location IN (%s)" % ", ".join("?" * len(names)))
             parameters.extend(names)
+        if kind is not None:
+            conditions.append("kind = ?")
+            parameters.append(kind)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY touched LIMIT ?"
         parameters.append(int(limit))
         with self._lock, self._errors("read"):

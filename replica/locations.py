@@ -13,10 +13,11 @@ replica does so) and keeps its health:
   again: one more failure limits it again at once, one success clears it.
 
 Answers about the object (``ObjectNotFound``, ``InvalidModuleData``,
-``DataCorrupted``) and source failures (``SourceStreamError``) say nothing
-about the location's health and are not counted.
+``DataCorrupted``) show the location works; source failures
+(``SourceStreamError``) say nothing about it either way.
 """
 import logging
+import re
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -33,7 +34,7 @@ from modules.errors import (
 from modules.loader import load_module
 from replica.settings import HTTP_MODULE, LocationSpec
 
-__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED"]
+__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ DOWN = "down"
 ERROR_LIMITED = "error-limited"
 
 _MAX_ERROR_TEXT = 300
+# user:password@ in URLs that a foreign error message may quote
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 class Location:
@@ -132,6 +135,10 @@ class Location:
     def call(self, context: Optional[dict], method: str, *args: Any) -> Any:
         """Call ``method`` of the child with ``(context, *args)`` and keep health.
 
+        A successful ``new_data`` does not count as the location working
+        (most modules allocate module_data without touching their storage);
+        its failures count like any other.
+
         Returns:
             whatever the child returns.
 
@@ -147,7 +154,8 @@ class Location:
             if translated is error:
                 raise
             raise translated from error
-        self.succeeded()
+        if method != "new_data":
+            self.succeeded()
         return result
 
     def failed(self, error: BaseException, action: str) -> StorageError:
@@ -159,9 +167,9 @@ class Location:
             ``from`` the original).
         """
         translated = self.translate(error, action)
-        if isinstance(translated, (ObjectError, SourceStreamError)):
-            self.succeeded()  # the location answered; the object or source is at fault
-        else:
+        if isinstance(translated, ObjectError):
+            self.succeeded()  # the location answered; the object is at fault
+        elif not isinstance(translated, SourceStreamError):  # the source's fault says nothing
             self._record_error(translated)
         return translated
 
@@ -169,10 +177,11 @@ class Location:
         """Return ``error`` as an SDK error that names this location (no health change)."""
         if isinstance(error, StorageError):
             return error
+        text = scrub(str(error))
         log.warning("location %s: %s raised %s: %s", self.name, action,
-                    type(error).__name__, error)
+                    type(error).__name__, text)
         return LocationUnavailable("location %s failed in %s: %s: %s" % (
-            self.name, action, type(error).__name__, error), location=self.name)
+            self.name, action, type(error).__name__, text), location=self.name)
 
     def succeeded(self) -> None:
         """Record a successful call: the location is healthy again."""
@@ -186,7 +195,7 @@ class Location:
 
     def _record_error(self, error: StorageError) -> None:
         now = self._clock()
-        text = ("%s: %s" % (type(error).__name__, error))[:_MAX_ERROR_TEXT]
+        text = scrub("%s: %s" % (type(error).__name__, error))[:_MAX_ERROR_TEXT]
         with self._lock:
             self._calls += 1
             self._errors += 1
@@ -245,6 +254,11 @@ class Location:
         except Exception as error:  # closing must not stop closing the others
             log.warning("closing location %s failed: %s: %s", self.name,
                         type(error).__name__, error)
+
+
+def scrub(text: str) -> str:
+    """Return ``text`` with ``user:password@`` removed from any URL it quotes."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def _create(spec: LocationSpec) -> StorageModule:

@@ -8,6 +8,7 @@ refills missing copies. The administrator's guide is ``docs/replica.md``.
 """
 import concurrent.futures
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -28,9 +29,9 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
-from replica.fanout import ChunkChannel, FanOut
+from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
 from replica.settings import parse_settings
 from replica.statistics import child_capacity, json_safe, summarize
 from replica.workers import WorkerPool
@@ -41,8 +42,12 @@ log = logging.getLogger(__name__)
 
 #: Journal entries one background drain handles at most.
 DRAIN_BATCH = 64
+#: Owed deletes retried in the caller's thread after a data call, at most.
+INLINE_DELETES = 4
 #: Journal entries fetched per query while replaying.
 _PAGE = 100
+#: Numbers the instances, to name their worker threads.
+_INSTANCES = itertools.count(1)
 
 Placed = Tuple[Location, str]  # a configured location and the object's child module_data there
 
@@ -93,11 +98,13 @@ class ReplicaStorage(StorageModule):
                 location.close()
             raise
         self._by_name = {location.name: location for location in self._locations}
-        self._pool = WorkerPool(settings.workers, name="replica")
+        self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
-        self._next_drain = 0.0
-        self._context: Optional[dict] = None
+        self._next_drain: Optional[float] = None
+        counts = self._journal_call("read", self._journal.counts)
+        #: False only when the journal is known to be empty (skips inline retries).
+        self._journal_hint = counts is None or any(counts.values())
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
@@ -124,12 +131,12 @@ class ReplicaStorage(StorageModule):
                 (each failure is listed).
         """
         self._check_open()
-        self._remember(context)
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
             try:
-                child = location.call(context, "new_data")
+                child = self._retry(location, functools.partial(location.call, context,
+                                                                "new_data"))
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -179,7 +186,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
@@ -216,6 +222,7 @@ class ReplicaStorage(StorageModule):
         except BaseException:
             self._count(writes_failed=1)
             raise
+        self._blame_dropped(result)
         written = [name for name in targets if name not in result.failures]
         failures.update(result.failures)
         if result.incomplete:
@@ -235,7 +242,7 @@ class ReplicaStorage(StorageModule):
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
                         ", ".join(missing + unconfigured), _describe(failures))
-        self._maybe_drain(context)
+        self._after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Tell whether every location holds its copy.
@@ -254,7 +261,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
@@ -268,6 +274,7 @@ class ReplicaStorage(StorageModule):
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
                                       % (data.object_id, _describe(failures)))
+        self._after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
@@ -290,11 +297,11 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         candidates = self._candidates(data)
         stream = open_failover_stream(context, module_data, candidates, self._retry,
                                       on_failover=self._count_failover)
         self._count(reads=1)
+        self._after_call(context)
         return stream
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
@@ -315,7 +322,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if unconfigured:
             log.warning("object %s: copies at %s are not deleted: those locations are not "
@@ -338,8 +344,7 @@ class ReplicaStorage(StorageModule):
         self._journal_call("forget copies of", self._journal_forget, data.object_id)
         unrecorded = {}
         for name, error in deferred.items():
-            recorded = self._journal_call("record a delete in", self._journal.add,
-                                          DELETE, name, data.object_id, module_data)
+            recorded = self._journal_add(DELETE, name, data)
             if recorded:
                 log.warning("object %s: delete at %s deferred (%s)", data.object_id, name, error)
             else:
@@ -350,7 +355,7 @@ class ReplicaStorage(StorageModule):
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
                 % (data.object_id, ", ".join(unrecorded), _describe(unrecorded)))
-        self._maybe_drain(context)
+        self._after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the object's size from the first location that knows it.
@@ -365,7 +370,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         failures: Dict[str, StorageError] = {}
         for location, child in self._candidates(data):
             try:
@@ -403,10 +407,12 @@ class ReplicaStorage(StorageModule):
     def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
         """Refill one object's missing copies, or replay the whole journal.
 
-        With ``module_data``: every location is asked whether it holds its
-        copy, and those that do not get one, streamed from a good copy.
-        Without: pending deletes and missing copies recorded in the journal
-        are retried (error-limited locations are left for later).
+        With ``module_data``: every location (error-limited ones too) is
+        asked whether it holds its copy, and those that do not get one,
+        streamed from a good copy. Without: pending deletes and missing
+        copies recorded in the journal are retried; an error-limited location
+        is probed with its first entry and skipped for the rest of this
+        repair if that fails.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -421,17 +427,16 @@ class ReplicaStorage(StorageModule):
                 the journal cannot be read.
         """
         self._check_open()
-        self._remember(context)
         if module_data is None:
             with self._drain_lock:
-                summary = self._replay(context, limit=None)
+                summary = self._replay(context, None, self.settings.queue_timeout, True)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report = self._refill(context, data, None, self.settings.queue_timeout)
+        report = self._refill(context, data, None, self.settings.queue_timeout, True)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(repairs=1)
         return report
@@ -447,8 +452,14 @@ class ReplicaStorage(StorageModule):
                 return
             self._closed = True
         self._pool.shutdown(timeout=self.settings.call_timeout)
-        with self._drain_lock:
+        drained = self._drain_lock.acquire(timeout=self.settings.call_timeout)
+        if not drained:
+            log.warning("closing the journal while a journal replay is still running")
+        try:
             self._journal.close()
+        finally:
+            if drained:
+                self._drain_lock.release()
         for location in self._locations:
             location.close()
 
@@ -525,15 +536,25 @@ class ReplicaStorage(StorageModule):
 
     # -- copies and the journal ----------------------------------------------
 
+    def _blame_dropped(self, result: FanOutResult) -> None:
+        """Count stalls detected by the fan-out against their locations' health."""
+        for name in result.dropped:
+            self._by_name[name].failed(result.failures[name], "assign")
+
     def _note_copies(self, data: formats.ReplicaData, holding: Sequence[str],
                      missing: Sequence[str]) -> None:
         """Record missing copies in the journal and forget entries for copies now held."""
         for name in missing:
-            self._journal_call("record a missing copy in", self._journal.add,
-                               COPY, name, data.object_id, data.text)
+            self._journal_add(COPY, name, data)
         if holding and self._journal_call("read", self._journal.has, data.object_id):
             for name in holding:
                 self._journal_call("update", self._journal.remove, COPY, name, data.object_id)
+
+    def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
+        """Record an entry; return False when it could not be recorded (logged)."""
+        self._journal_hint = True
+        return bool(self._journal_call("record a %s in" % kind, self._journal.add,
+                                       kind, name, data.object_id, data.text))
 
     def _journal_forget(self, object_id: str) -> None:
         if self._journal.has(object_id):
@@ -556,8 +577,7 @@ class ReplicaStorage(StorageModule):
             if not ok and not isinstance(value, ObjectNotFound):
                 log.warning("object %s: removing the copy at %s failed (%s); deferred",
                             data.object_id, name, value)
-                self._journal_call("record a delete in", self._journal.add,
-                                   DELETE, name, data.object_id, data.text)
+                self._journal_add(DELETE, name, data)
 
     def _delete_late_copies(self, context: Optional[dict], data: formats.ReplicaData,
                             late: Dict[str, concurrent.futures.Future]) -> None:
@@ -572,8 +592,12 @@ class ReplicaStorage(StorageModule):
             future.add_done_callback(finished)
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
-                only: Optional[Sequence[str]], queue_timeout: float) -> Dict[str, Any]:
+                only: Optional[Sequence[str]], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
         """Copy the object to the locations that lack it (or to ``only`` of them).
+
+        ``probe``: ask error-limited locations too (an administrator's repair
+        right after fixing a location must not wait for the limit to expire).
 
         Returns:
             dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
@@ -584,7 +608,7 @@ class ReplicaStorage(StorageModule):
         """
         present, _ = self._split(data)
         checks = {location.name: functools.partial(location.call, context, "available", child)
-                  for location, child in present if not location.is_limited()}
+                  for location, child in present if probe or not location.is_limited()}
         answers = self._parallel(checks)
         holders: List[Placed] = []
         missing: List[Placed] = []
@@ -616,6 +640,7 @@ class ReplicaStorage(StorageModule):
                     for location, child in missing}, queue_timeout=queue_timeout)
             finally:
                 source.close()
+            self._blame_dropped(result)
             failures = dict(result.failures)
             if result.incomplete:
                 self._delete_copies(context, data, sorted(result.incomplete))
@@ -629,17 +654,30 @@ class ReplicaStorage(StorageModule):
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
 
-    def _replay(self, context: Optional[dict], limit: Optional[int]) -> Dict[str, Any]:
-        """Retry journal entries (least recently tried first); the caller holds the drain lock."""
+    def _replay(self, context: Optional[dict], limit: Optional[int], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
+        """Retry journal entries (least recently tried first); the caller holds the drain lock.
+
+        ``queue_timeout`` is how long a copy may wait for free workers (0 in
+        the background: a busy pool leaves the entry for the next pass).
+        ``probe`` (an administrator's repair): error-limited locations are
+        tried too, until one of their entries fails and leaves them limited;
+        otherwise (background) they are skipped.
+        """
         summary: Dict[str, Any] = {
             "deletes": {"done": 0, "failed": 0, "obsolete": 0},
             "copies": {"done": 0, "failed": 0, "obsolete": 0}}
         seen = set()
         handled = 0
+        given_up: set = set()
         skipped: List[str] = []
         while limit is None or handled < limit:
-            usable = [location.name for location in self._locations if not location.is_limited()]
-            skipped = [location.name for location in self._locations if location.is_limited()]
+            if probe:
+                skipped = sorted(given_up)
+            else:
+                skipped = [location.name for location in self._locations if location.is_limited()]
+            usable = [location.name for location in self._locations
+                      if location.name not in skipped]
             page = [entry for entry in self._journal.entries(_PAGE, usable)
                     if (entry.kind, entry.location, entry.object_id) not in seen]
             if not page:
@@ -647,10 +685,14 @@ class ReplicaStorage(StorageModule):
             for entry in page:
                 if limit is not None and handled >= limit:
                     break
+                if entry.location in given_up:
+                    continue
                 seen.add((entry.kind, entry.location, entry.object_id))
                 handled += 1
-                outcome = self._replay_entry(context, entry)
+                outcome = self._replay_entry(context, entry, queue_timeout, probe)
                 summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
+                if outcome == "failed" and self._by_name[entry.location].is_limited():
+                    given_up.add(entry.location)
         summary["skipped_locations"] = skipped
         try:
             summary["remaining"] = self._journal.counts()
@@ -659,7 +701,8 @@ class ReplicaStorage(StorageModule):
         self._count(journal_replayed=handled)
         return summary
 
-    def _replay_entry(self, context: Optional[dict], entry: JournalEntry) -> str:
+    def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
+                      queue_timeout: float, probe: bool) -> str:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._by_name[entry.location]
         try:
@@ -678,7 +721,7 @@ class ReplicaStorage(StorageModule):
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
             else:
-                report = self._refill(context, data, [entry.location], 0.0)
+                report = self._refill(context, data, [entry.location], queue_timeout, probe)
                 if entry.location in report["failed"] or entry.location in report["unreachable"]:
                     raise LocationUnavailable(report["failed"].get(entry.location) or
                                               report["unreachable"][entry.location])
@@ -693,16 +736,50 @@ class ReplicaStorage(StorageModule):
         self._journal.remove(entry.kind, entry.location, entry.object_id)
         return "done"
 
+    def _after_call(self, context: Optional[dict]) -> None:
+        """Catch up on the journal a little after a data call (cheap when it is empty).
+
+        Retries up to INLINE_DELETES owed deletes in this thread, at
+        locations whose last call succeeded (so a location that just failed,
+        or is error-limited, costs nothing; one that fails is left alone for
+        the rest of the batch), then starts a background pass when
+        ``journal_interval`` has passed.
+        """
+        if self._journal_hint and not self._closed:
+            self._retry_deletes_inline(context)
+        self._maybe_drain(context)
+
+    def _retry_deletes_inline(self, context: Optional[dict]) -> None:
+        usable = [location.name for location in self._locations if location.health() == OK]
+        if not usable or not self._drain_lock.acquire(blocking=False):
+            return
+        try:
+            entries = self._journal.entries(INLINE_DELETES, usable, DELETE)
+            failed = set()
+            for entry in entries:
+                if entry.location in failed:
+                    continue
+                if self._replay_entry(context, entry, 0.0, False) == "failed":
+                    failed.add(entry.location)
+        except StorageError as error:
+            log.error("retrying deferred deletes failed: %s", error)
+        finally:
+            self._drain_lock.release()
+
     def _maybe_drain(self, context: Optional[dict]) -> None:
         """Start a background replay of some journal entries, at most every journal_interval."""
         now = self._clock()
         with self._lock:
+            if self._next_drain is None:  # the first drain comes one interval after start
+                self._next_drain = now + self.settings.journal_interval
             if self._closed or now < self._next_drain:
                 return
             self._next_drain = now + self.settings.journal_interval
         if self._drain_lock.locked():
             return
         counts = self._journal_call("read", self._journal.counts)
+        if counts is not None:
+            self._journal_hint = any(counts.values())  # other processes may add entries too
         if not counts or not any(counts.values()):
             return
         if not self._pool.reserve(1, 0):
@@ -719,7 +796,7 @@ class ReplicaStorage(StorageModule):
         try:
             if self._closed:
                 return
-            summary = self._replay(context, limit=DRAIN_BATCH)
+            summary = self._replay(context, DRAIN_BATCH, 0.0, False)
             log.info("journal drain: %s", summary)
         except Exception:  # a background task has nobody to raise to
             log.exception("draining the replica journal failed")
@@ -734,8 +811,8 @@ class ReplicaStorage(StorageModule):
         for location in self._locations:
             try:
                 module = location.module(context)
-            except StorageError as error:
-                errors[location.name] = error
+            except Exception as error:  # a platform resolver may raise anything
+                errors[location.name] = location.translate(error, "getModule")
                 continue
             calls[location.name] = functools.partial(_child_statistics, location, module, context)
         results = self._parallel(calls)
@@ -745,7 +822,7 @@ class ReplicaStorage(StorageModule):
             ok, value = results.get(location.name, (False, errors.get(location.name)))
             entry = dict(snapshot, capacity=None, statistics=None, reason=None)
             if not ok:
-                entry["reason"] = "%s: %s" % (type(value).__name__, value)
+                entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
                 if snapshot["health"] != ERROR_LIMITED:
                     entry["health"] = DOWN
             else:
@@ -782,11 +859,6 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
 
-    def _remember(self, context: Optional[dict]) -> None:
-        """Keep the latest context that can resolve modules, for background work."""
-        if isinstance(context, dict) and isinstance(context.get("func"), dict):
-            self._context = context
-
     def _count(self, **increments: int) -> None:
         with self._lock:
             for key, value in increments.items():
@@ -820,8 +892,8 @@ def _limited(location: Location) -> LocationUnavailable:
 
 
 def _describe(failures: Dict[str, BaseException]) -> str:
-    return "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                     for name, error in failures.items()) or "no details"
+    return scrub("; ".join("%s: %s: %s" % (name, type(error).__name__, error)
+                           for name, error in failures.items())) or "no details"
 
 
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,

@@ -4,7 +4,9 @@ Capacity is that of the most constrained healthy location (the one with the
 least free bytes), because every copy must fit on every location; GlusterFS
 and Linux md report a mirror the same way. Locations whose capacity is
 unknown (-1, or their statistics failed) are left out of the minimum and
-listed in ``capacity_unknown``, never counted as 0. ``raw`` sums what is
+listed in ``capacity_unknown``, never counted as 0. Locations that are not
+healthy (down or error-limited) are left out of the minimum too: the
+platform cannot count on their space. ``raw`` sums what is
 known, for administrators who want the physical totals.
 """
 import json
@@ -71,8 +73,7 @@ def summarize(locations: List[Dict[str, Any]], write_quorum: int, journal: Dict[
     """
     known = [entry for entry in locations if entry["capacity"] is not None]
     usable = [entry for entry in known if entry["health"] == OK]
-    unknown = [entry["name"] for entry in locations
-               if entry["capacity"] is None and entry["health"] == OK]
+    unknown = [entry["name"] for entry in locations if entry["capacity"] is None]
     if usable:
         tightest = min(usable, key=lambda entry: entry["capacity"]["free"])
         capacity = dict(tightest["capacity"])

@@ -10,14 +10,16 @@ for module authors who want to see their module survive real failures::
     faulty.fail("read", after_bytes=4096, times=1)  # one read stream breaks at 4 KiB
     faulty.hang("write", after_bytes=0)             # assign stops consuming
     faulty.report_capacity(total=100, free=0, used=100)
-    faulty.down(); faulty.up()                      # everything fails / nothing does
+    faulty.down(); faulty.up()                      # unreachable / healthy again
     faulty.calls["assign"]                          # how often each method was called
 
 Fault points are the module methods (``new_data``, ``assign``,
 ``available``, ``get_read_stream``, ``delete``, ``get_size``,
 ``statistics``, ``repair``) plus ``"write"`` (reading the source inside
 ``assign``, so the wrapped module sees its source fail and must discard the
-partial copy) and ``"read"`` (reading a stream it returned). A fault fires
+partial copy), ``"stored"`` (after the wrapped ``assign`` stored the data,
+before it returns: a slow or failed commit) and ``"read"`` (reading a
+stream it returned). A fault fires
 for ``times`` calls (forever when None) and, for ``read``/``write``, once
 ``after_bytes`` bytes have passed. Hangs block until ``seconds`` pass or
 :meth:`FaultyStorage.release` / :meth:`FaultyStorage.clear` /
@@ -39,7 +41,7 @@ __all__ = ["FaultyStorage", "FAULT_POINTS"]
 _METHODS = ("new_data", "assign", "available", "get_read_stream", "delete", "get_size",
             "statistics", "repair")
 #: Every name :meth:`FaultyStorage.fail` and :meth:`FaultyStorage.hang` accept.
-FAULT_POINTS = _METHODS + ("read", "write")
+FAULT_POINTS = _METHODS + ("read", "write", "stored")
 
 ErrorSpec = Union[None, BaseException, type]
 
@@ -107,9 +109,14 @@ class FaultyStorage(StorageModule):
         self._set(point, _Fault("hang", seconds=seconds, after_bytes=after_bytes, times=times))
 
     def down(self, error: ErrorSpec = None) -> None:
-        """Make every method fail (the location is unreachable)."""
+        """Make every method that reaches the storage fail (the location is unreachable).
+
+        ``new_data`` is left working: allocating module_data is local for
+        most modules (``simple``, HTTP); use ``fail("new_data")`` to break it too.
+        """
         for point in _METHODS:
-            self.fail(point, error)
+            if point != "new_data":
+                self.fail(point, error)
 
     def up(self) -> None:
         """Remove every fault (same as :meth:`clear`)."""
@@ -153,6 +160,7 @@ class FaultyStorage(StorageModule):
         """Delegate with a source that can fail or hang ("write" faults)."""
         self._enter("assign")
         self.inner.assign(context, module_data, _FaultySource(self, stream))
+        self._trigger("stored", None)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Delegate after injecting faults."""

@@ -7,7 +7,7 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 from modules.context import make_context
 from modules.testing.faults import FaultyStorage
@@ -98,7 +98,18 @@ class ReplicaTestCase(unittest.TestCase):
         replica._clock = self.clock
         replica._sleep = self.sleeps
         self.addCleanup(replica.close)
+        self.addCleanup(self.release_faults)  # runs first: hung children return before close
         return replica
+
+    def settle(self, replica: Optional[ReplicaStorage] = None) -> None:
+        """Wait until no background work (journal drains) is running."""
+        replica = replica or self.replica
+        self.assertTrue(wait_until(lambda: replica.statistics(None)["workers"]["busy"] == 0),
+                        "background work did not finish")
+
+    def release_faults(self) -> None:
+        for faulty in self.faulty.values():
+            faulty.clear()
 
     # -- helpers ------------------------------------------------------------
 
