@@ -6,6 +6,7 @@ first copy that answers and switch copies transparently on failure; deletes
 that cannot reach a location are kept in a journal and retried; ``repair``
 refills missing copies. The administrator's guide is ``docs/replica.md``.
 """
+import collections
 import concurrent.futures
 import functools
 import itertools
@@ -46,6 +47,9 @@ DRAIN_BATCH = 64
 INLINE_DELETES = 4
 #: Journal entries fetched per query while replaying.
 _PAGE = 100
+#: Recently deleted object ids remembered, so that a repair running at the
+#: same time as the delete does not leave a copy or a journal entry behind.
+TOMBSTONES = 10000
 #: Numbers the instances, to name their worker threads.
 _INSTANCES = itertools.count(1)
 
@@ -101,6 +105,7 @@ class ReplicaStorage(StorageModule):
         self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
+        self._tombstones: "collections.OrderedDict[str, None]" = collections.OrderedDict()
         self._next_drain: Optional[float] = None
         counts = self._journal_call("read", self._journal.counts)
         #: False only when the journal is known to be empty (skips inline retries).
@@ -322,6 +327,7 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
+        self._bury(data.object_id)
         present, unconfigured = self._split(data)
         if unconfigured:
             log.warning("object %s: copies at %s are not deleted: those locations are not "
@@ -543,12 +549,28 @@ class ReplicaStorage(StorageModule):
 
     def _note_copies(self, data: formats.ReplicaData, holding: Sequence[str],
                      missing: Sequence[str]) -> None:
-        """Record missing copies in the journal and forget entries for copies now held."""
-        for name in missing:
-            self._journal_add(COPY, name, data)
+        """Record missing copies in the journal and forget entries for copies now held.
+
+        Nothing is recorded for an object deleted meanwhile (a repair racing a delete).
+        """
+        if not self._is_buried(data.object_id):
+            for name in missing:
+                self._journal_add(COPY, name, data)
         if holding and self._journal_call("read", self._journal.has, data.object_id):
             for name in holding:
                 self._journal_call("update", self._journal.remove, COPY, name, data.object_id)
+
+    def _bury(self, object_id: str) -> None:
+        """Remember that ``object_id`` was deleted (the oldest of TOMBSTONES are forgotten)."""
+        with self._lock:
+            self._tombstones[object_id] = None
+            self._tombstones.move_to_end(object_id)
+            while len(self._tombstones) > TOMBSTONES:
+                self._tombstones.popitem(last=False)
+
+    def _is_buried(self, object_id: str) -> bool:
+        with self._lock:
+            return object_id in self._tombstones
 
     def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
         """Record an entry; return False when it could not be recorded (logged)."""
@@ -645,6 +667,11 @@ class ReplicaStorage(StorageModule):
             if result.incomplete:
                 self._delete_copies(context, data, sorted(result.incomplete))
         repaired = [location.name for location, _ in missing if location.name not in failures]
+        if repaired and self._is_buried(data.object_id):
+            log.warning("object %s was deleted while being repaired; removing the copies just "
+                        "written at %s", data.object_id, ", ".join(repaired))
+            self._delete_copies(context, data, repaired)
+            repaired = []
         report["repaired"] = repaired
         report["failed"] = {name: str(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)

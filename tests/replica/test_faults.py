@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import threading
 import unittest
 
 from modules.errors import (
@@ -109,8 +110,10 @@ class TestWrites(ReplicaTestCase):
             replica.assign(self.context, module_data, io.BytesIO(data))
         self.assertIn("did not finish storing", str(caught.exception))
         self.faulty["loc-a"].clear("stored")
+        # the worker's slot is freed just before the done-callback removes the copy: wait for both
         self.assertTrue(wait_until(lambda: replica.statistics(None)["workers"]["busy"] == 0))
-        self.assertFalse(self.has_copy(module_data, "loc-a"), "the late copy was kept")
+        self.assertTrue(wait_until(lambda: not self.has_copy(module_data, "loc-a")),
+                        "the late copy was kept")
 
     def test_a_late_copy_of_a_successful_write_is_found_by_repair(self):
         replica = self.make_replica(write_timeout=0.3)
@@ -446,6 +449,26 @@ class TestDeletes(ReplicaTestCase):
         self.replica.delete(self.context, module_data)
         self.replica.delete(self.context, module_data)
         self.assertEqual(self.replica.statistics(self.context)["pending_deletes"], 0)
+
+    def test_a_delete_during_a_repair_leaves_no_copy_and_no_entry(self):
+        """Regression: a refill that finished after a concurrent delete left an orphan copy
+        (and a failed one re-recorded the missing copy of a deleted object)."""
+        replica = self.make_replica(journal_interval=3600)
+        self.faulty["loc-c"].down()
+        module_data = self.store(payload(MIB, seed=60), replica)
+        self.faulty["loc-c"].up()
+        self.faulty["loc-c"].hang("write", after_bytes=1000)
+        repairing = threading.Thread(target=replica.repair, args=(self.context, module_data))
+        repairing.start()
+        self.assertTrue(wait_until(lambda: self.faulty["loc-c"].calls["assign"] == 1))
+        replica.delete(self.context, module_data)
+        self.faulty["loc-c"].clear("write")
+        repairing.join(10)
+        self.assertFalse(repairing.is_alive())
+        for name in ("loc-a", "loc-b", "loc-c"):
+            self.assertFalse(self.has_copy(module_data, name), "a copy survived at " + name)
+        stats = replica.statistics(self.context)
+        self.assertEqual((stats["under_replicated"], stats["pending_deletes"]), (0, 0))
 
     def test_delete_forgets_missing_copies_of_the_object(self):
         self.faulty["loc-c"].down()
