@@ -39,7 +39,6 @@ from replica.scrub import (
     MISSING,
     UNREACHABLE,
     UNVERIFIED,
-    CopyReport,
     Pacer,
     check_copy,
     verify_copy,
@@ -736,10 +735,7 @@ class ReplicaStorage(StorageModule):
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
         pacer = Pacer(rate, self._sleep)
         states = {}
-        for location, child in present:
-            if location.is_limited():
-                states[location.name] = _unreachable_report(_limited(location))
-                continue
+        for location, child in present:  # error-limited ones too: an explicit check probes
             states[location.name] = verify_copy(context, location, child,
                                                 data.manifest_md(location.name), reference, pacer)
         report: Dict[str, Any] = {
@@ -783,7 +779,7 @@ class ReplicaStorage(StorageModule):
         repaired: List[str] = []
         good = list(report["ok"])
         if targets and reference is None:
-            if not good and not report["damaged"] and not report["unreachable"]:
+            if not any(state.has_data for state in states.values()) and not report["unreachable"]:
                 raise ObjectNotFound("object %s has no copy left on any location"
                                      % data.object_id, module_data=data.text)
             if not good and report["unreachable"] and not report["damaged"]:
@@ -1199,10 +1195,6 @@ def _child_statistics(location: Location, module: StorageModule,
     except Exception as error:  # statistics of a broken child: report, never raise
         translated = location.translate(error, "statistics")
         raise translated from error
-
-
-def _unreachable_report(error: StorageError) -> CopyReport:
-    return CopyReport(UNREACHABLE, reason="%s: %s" % (type(error).__name__, error), error=error)
 
 
 def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:

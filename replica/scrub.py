@@ -48,6 +48,8 @@ class CopyReport:
     bytes_checked: int = 0
     manifest: Optional[Manifest] = None
     error: Optional[StorageError] = None
+    #: Whether the copy's data exists (False: missing, or gone with its manifest left).
+    has_data: bool = True
     #: Damaged only by bad blocks (right size, intact manifest): its other blocks can be used.
     lendable: bool = False
 
@@ -132,7 +134,8 @@ def verify_copy(context: Optional[dict], location: Location, md: str, mf: Option
     try:
         size = location.call(context, "get_size", md)
     except ObjectNotFound:
-        return CopyReport(DAMAGED, reason="data missing (manifest present)", manifest=own)
+        return CopyReport(DAMAGED, reason="data missing (manifest present)", manifest=own,
+                          has_data=False)
     except StorageError as error:
         return CopyReport(UNREACHABLE, reason=_text(error), error=error)
     if size != reference.size:
@@ -202,8 +205,8 @@ def _damaged_or_missing(context: Optional[dict], location: Location, md: str,
     if present:
         return CopyReport(DAMAGED, reason=reason + " (data present)")
     if reason == "manifest missing":
-        return CopyReport(MISSING)
-    return CopyReport(DAMAGED, reason=reason)
+        return CopyReport(MISSING, has_data=False)
+    return CopyReport(DAMAGED, reason=reason, has_data=False)
 
 
 def _legacy(context: Optional[dict], location: Location, md: str) -> CopyReport:
@@ -211,7 +214,7 @@ def _legacy(context: Optional[dict], location: Location, md: str) -> CopyReport:
         present = location.call(context, "available", md) is True
     except StorageError as error:
         return CopyReport(UNREACHABLE, reason=_text(error), error=error)
-    return CopyReport(UNVERIFIED if present else MISSING)
+    return CopyReport(UNVERIFIED if present else MISSING, has_data=present)
 
 
 def _text(error: Any) -> str:
