@@ -9,6 +9,7 @@ refills missing copies. The administrator's guide is ``docs/replica.md``.
 import concurrent.futures
 import functools
 import io
+import itertools
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from replica.scrub import (
     MISSING,
     UNREACHABLE,
     UNVERIFIED,
+    CopyReport,
     Pacer,
     check_copy,
     verify_copy,
@@ -59,6 +61,8 @@ DRAIN_BATCH = 64
 INLINE_DELETES = 4
 #: Journal entries fetched per query while replaying.
 _PAGE = 100
+#: Numbers the instances, to name their worker threads.
+_INSTANCES = itertools.count(1)
 
 Placed = Tuple[Location, str]  # a configured location and the object's child module_data there
 
@@ -114,14 +118,13 @@ class ReplicaStorage(StorageModule):
         if not self._integrity:
             self.capabilities = MappingProxyType(dict(type(self).capabilities,
                                                       verified_reads=False))
-        self._pool = WorkerPool(settings.workers, name="replica")
+        self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
         self._next_drain: Optional[float] = None
         counts = self._journal_call("read", self._journal.counts)
         #: False only when the journal is known to be empty (skips inline retries).
         self._journal_hint = counts is None or any(counts.values())
-        self._context: Optional[dict] = None
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
@@ -150,7 +153,6 @@ class ReplicaStorage(StorageModule):
                 (each failure is listed).
         """
         self._check_open()
-        self._remember(context)
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
@@ -221,7 +223,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
@@ -300,7 +301,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
@@ -345,7 +345,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         candidates = self._candidates(data)
         if self._integrity and data.verified:
             stream = self._open_verified(context, data, candidates)
@@ -375,7 +374,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if unconfigured:
             log.warning("object %s: copies at %s are not deleted: those locations are not "
@@ -426,7 +424,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
             _, manifest, _ = find_reference(context, module_data,
@@ -470,14 +467,16 @@ class ReplicaStorage(StorageModule):
                rate: Optional[float] = None) -> Dict[str, Any]:
         """Refill and fix one object's copies, or replay the whole journal.
 
-        With ``module_data``: objects with manifests are scrubbed (every copy
-        read and verified, at most ``rate`` bytes per second when given);
-        damaged copies are deleted (manifest, then data) and, like missing
-        ones, rewritten from verified blocks with their manifest. Older
-        objects: every location is asked whether it holds its copy, and
-        those that do not get one, streamed from a copy (unverified).
-        Without: pending deletes and missing or damaged copies recorded in
-        the journal are retried (error-limited locations are left for later).
+        With ``module_data``: every location (error-limited ones too) is
+        checked. Objects with manifests are scrubbed (every copy read and
+        verified, at most ``rate`` bytes per second when given); damaged
+        copies are deleted (manifest, then data) and, like missing ones,
+        rewritten from verified blocks with their manifest. Older objects:
+        every location is asked whether it holds its copy, and those that do
+        not get one, streamed from a copy (unverified). Without: pending
+        deletes and missing or damaged copies recorded in the journal are
+        retried; an error-limited location is probed with its first entry
+        and skipped for the rest of this repair if that fails.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -497,17 +496,17 @@ class ReplicaStorage(StorageModule):
                                  or rate <= 0):
             raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
-        self._remember(context)
         if module_data is None:
             with self._drain_lock:
-                summary = self._replay(context, None, self.settings.queue_timeout)
+                summary = self._replay(context, None, self.settings.queue_timeout, True)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report = self._repair_object(context, data, None, self.settings.queue_timeout, rate)
+        report = self._repair_object(context, data, None, self.settings.queue_timeout, True,
+                                     rate)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(repairs=1)
         return report
@@ -534,7 +533,6 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._remember(context)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
@@ -695,12 +693,15 @@ class ReplicaStorage(StorageModule):
             future.add_done_callback(finished)
 
     def _repair_object(self, context: Optional[dict], data: formats.ReplicaData,
-                       only: Optional[Sequence[str]], queue_timeout: float,
+                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
                        rate: Optional[float] = None) -> Dict[str, Any]:
-        """Repair one object: verified (manifests) or by refilling missing copies (older ones)."""
+        """Repair one object: verified (manifests) or by refilling missing copies (older ones).
+
+        ``probe``: check error-limited locations too (an administrator's repair).
+        """
         if self._integrity and data.verified:
-            return self._repair_verified(context, data, only, queue_timeout, rate)
-        return self._refill(context, data, only, queue_timeout)
+            return self._repair_verified(context, data, only, queue_timeout, probe, rate)
+        return self._refill(context, data, only, queue_timeout, probe)
 
     def _open_verified(self, context: Optional[dict], data: formats.ReplicaData,
                        candidates: Sequence[Placed]) -> VerifiedReadStream:
@@ -723,8 +724,11 @@ class ReplicaStorage(StorageModule):
                         data.object_id, name, reason)
 
     def _scrub(self, context: Optional[dict], data: formats.ReplicaData,
-               present: Sequence[Placed], rate: Optional[float]):
-        """Verify every copy; return (report, name -> CopyReport, reference manifest or None)."""
+               present: Sequence[Placed], rate: Optional[float], probe: bool = True):
+        """Verify every copy; return (report, name -> CopyReport, reference manifest or None).
+
+        ``probe``: check error-limited locations too (else they are unreachable).
+        """
         reference: Optional[Manifest] = None
         if data.verified:
             try:
@@ -735,7 +739,11 @@ class ReplicaStorage(StorageModule):
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
         pacer = Pacer(rate, self._sleep)
         states = {}
-        for location, child in present:  # error-limited ones too: an explicit check probes
+        for location, child in present:
+            if not probe and location.is_limited():
+                states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"
+                                                   % _limited(location))
+                continue
             states[location.name] = verify_copy(context, location, child,
                                                 data.manifest_md(location.name), reference, pacer)
         report: Dict[str, Any] = {
@@ -758,7 +766,7 @@ class ReplicaStorage(StorageModule):
         return report, states, reference
 
     def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
-                         only: Optional[Sequence[str]], queue_timeout: float,
+                         only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
                          rate: Optional[float]) -> Dict[str, Any]:
         """Scrub every copy, then delete and rewrite damaged and missing ones (in scope).
 
@@ -771,7 +779,7 @@ class ReplicaStorage(StorageModule):
             LocationUnavailable: no copy is known and some location is unreachable.
         """
         present, _ = self._split(data)
-        report, states, reference = self._scrub(context, data, present, rate)
+        report, states, reference = self._scrub(context, data, present, rate, probe)
         by_name = {location.name: child for location, child in present}
         targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
                    and (only is None or name in only)]
@@ -903,8 +911,12 @@ class ReplicaStorage(StorageModule):
         return [name for name in names if name in stored]
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
-                only: Optional[Sequence[str]], queue_timeout: float) -> Dict[str, Any]:
+                only: Optional[Sequence[str]], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
         """Copy the object to the locations that lack it (or to ``only`` of them).
+
+        ``probe``: ask error-limited locations too (an administrator's repair
+        right after fixing a location must not wait for the limit to expire).
 
         Returns:
             dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
@@ -915,7 +927,7 @@ class ReplicaStorage(StorageModule):
         """
         present, _ = self._split(data)
         checks = {location.name: functools.partial(location.call, context, "available", child)
-                  for location, child in present if not location.is_limited()}
+                  for location, child in present if probe or not location.is_limited()}
         answers = self._parallel(checks)
         holders: List[Placed] = []
         missing: List[Placed] = []
@@ -961,22 +973,30 @@ class ReplicaStorage(StorageModule):
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
 
-    def _replay(self, context: Optional[dict], limit: Optional[int],
-                queue_timeout: float) -> Dict[str, Any]:
+    def _replay(self, context: Optional[dict], limit: Optional[int], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
         """Retry journal entries (least recently tried first); the caller holds the drain lock.
 
         ``queue_timeout`` is how long a copy may wait for free workers (0 in
         the background: a busy pool leaves the entry for the next pass).
+        ``probe`` (an administrator's repair): error-limited locations are
+        tried too, until one of their entries fails and leaves them limited;
+        otherwise (background) they are skipped.
         """
         summary: Dict[str, Any] = {
             "deletes": {"done": 0, "failed": 0, "obsolete": 0},
             "copies": {"done": 0, "failed": 0, "obsolete": 0}}
         seen = set()
         handled = 0
+        given_up: set = set()
         skipped: List[str] = []
         while limit is None or handled < limit:
-            usable = [location.name for location in self._locations if not location.is_limited()]
-            skipped = [location.name for location in self._locations if location.is_limited()]
+            if probe:
+                skipped = sorted(given_up)
+            else:
+                skipped = [location.name for location in self._locations if location.is_limited()]
+            usable = [location.name for location in self._locations
+                      if location.name not in skipped]
             page = [entry for entry in self._journal.entries(_PAGE, usable)
                     if (entry.kind, entry.location, entry.object_id) not in seen]
             if not page:
@@ -984,10 +1004,14 @@ class ReplicaStorage(StorageModule):
             for entry in page:
                 if limit is not None and handled >= limit:
                     break
+                if entry.location in given_up:
+                    continue
                 seen.add((entry.kind, entry.location, entry.object_id))
                 handled += 1
-                outcome = self._replay_entry(context, entry, queue_timeout)
+                outcome = self._replay_entry(context, entry, queue_timeout, probe)
                 summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
+                if outcome == "failed" and self._by_name[entry.location].is_limited():
+                    given_up.add(entry.location)
         summary["skipped_locations"] = skipped
         try:
             summary["remaining"] = self._journal.counts()
@@ -997,7 +1021,7 @@ class ReplicaStorage(StorageModule):
         return summary
 
     def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
-                      queue_timeout: float) -> str:
+                      queue_timeout: float, probe: bool) -> str:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._by_name[entry.location]
         try:
@@ -1016,7 +1040,8 @@ class ReplicaStorage(StorageModule):
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
             else:
-                report = self._repair_object(context, data, [entry.location], queue_timeout)
+                report = self._repair_object(context, data, [entry.location], queue_timeout,
+                                             probe)
                 if entry.location in report["failed"] or entry.location in report["unreachable"]:
                     raise LocationUnavailable(report["failed"].get(entry.location) or
                                               report["unreachable"][entry.location])
@@ -1054,7 +1079,7 @@ class ReplicaStorage(StorageModule):
             for entry in entries:
                 if entry.location in failed:
                     continue
-                if self._replay_entry(context, entry, 0.0) == "failed":
+                if self._replay_entry(context, entry, 0.0, False) == "failed":
                     failed.add(entry.location)
         except StorageError as error:
             log.error("retrying deferred deletes failed: %s", error)
@@ -1091,7 +1116,7 @@ class ReplicaStorage(StorageModule):
         try:
             if self._closed:
                 return
-            summary = self._replay(context, DRAIN_BATCH, 0.0)
+            summary = self._replay(context, DRAIN_BATCH, 0.0, False)
             log.info("journal drain: %s", summary)
         except Exception:  # a background task has nobody to raise to
             log.exception("draining the replica journal failed")
@@ -1153,11 +1178,6 @@ class ReplicaStorage(StorageModule):
         if self._closed:
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
-
-    def _remember(self, context: Optional[dict]) -> None:
-        """Keep the latest context that can resolve modules, for background work."""
-        if isinstance(context, dict) and isinstance(context.get("func"), dict):
-            self._context = context
 
     def _count(self, **increments: int) -> None:
         with self._lock:

@@ -27,7 +27,7 @@ class WorkerPool:
 
     Args:
         size: the number of worker threads (and slots).
-        name: thread name prefix.
+        name: thread name prefix (threads are called ``<name>_<n>``).
     """
 
     def __init__(self, size: int, name: str = "replica"):
@@ -101,10 +101,14 @@ class WorkerPool:
         finally:
             self.release(1)
 
-    def stats(self) -> Dict[str, int]:
-        """Return ``size``, ``busy`` (slots in use) and ``waits`` (reservations that waited)."""
+    def stats(self) -> Dict[str, Any]:
+        """Return ``size``, ``busy`` (slots in use), ``waits`` (reservations that waited),
+        ``threads`` (live threads) and ``name`` (their name prefix)."""
+        prefix = self._name + "_"
+        threads = sum(1 for thread in threading.enumerate() if thread.name.startswith(prefix))
         with self._cond:
-            return {"size": self.size, "busy": self.size - self._free, "waits": self._waits}
+            return {"size": self.size, "busy": self.size - self._free, "waits": self._waits,
+                    "threads": threads, "name": self._name}
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop accepting work and end the threads.

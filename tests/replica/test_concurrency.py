@@ -10,8 +10,21 @@ from modules.testing import payload
 from tests.replica.helpers import MIB, ReplicaTestCase
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds(root: str) -> int:
+    """Open descriptors of this process on files under ``root`` (other tests' noise excluded)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(os.path.join("/proc/self/fd", fd))
+        except OSError:
+            continue
+        if target.startswith(root):
+            count += 1
+    return count
+
+
+def pool_threads(name: str) -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith(name + "_"))
 
 
 class TestPoolSaturation(ReplicaTestCase):
@@ -87,23 +100,25 @@ class TestNoGrowth(ReplicaTestCase):
             self.replica.delete(self.context, module_data)
 
     def test_threads_and_open_files_do_not_grow_and_close_releases_them(self):
-        threads_before = threading.active_count()
         self.operations(10)  # warm up: the pool starts its threads lazily
-        threads_warm = threading.active_count()
-        fds_warm = open_fds()
+        workers = self.replica.statistics(self.context)["workers"]
+        threads_warm = pool_threads(workers["name"])
+        self.assertEqual(workers["threads"], threads_warm)
+        fds_warm = open_fds(self.root)
         self.operations(150)
-        self.assertLessEqual(threading.active_count(),
-                             threads_before + self.replica.settings.workers)
-        self.assertLessEqual(threading.active_count(), threads_warm + 3,
-                             "threads keep growing with operations")
-        self.assertEqual(open_fds(), fds_warm, "open files grew with operations")
+        threads = pool_threads(workers["name"])
+        self.assertLessEqual(threads, self.replica.settings.workers)
+        self.assertLessEqual(threads, threads_warm + 3, "threads keep growing with operations")
+        self.assertEqual(open_fds(self.root), fds_warm, "open files grew with operations")
         self.replica.close()
-        self.assertEqual(threading.active_count(), threads_before, "close() left threads behind")
+        self.assertEqual(pool_threads(workers["name"]), 0, "close() left threads behind")
+        self.assertEqual(open_fds(self.root), 0, "close() left files open")
 
     def test_failed_operations_do_not_leak_either(self):
         self.operations(5)
-        fds_warm = open_fds()
-        threads_warm = threading.active_count()
+        name = self.replica.statistics(self.context)["workers"]["name"]
+        fds_warm = open_fds(self.root)
+        threads_warm = pool_threads(name)
         self.faulty["loc-b"].fail("read", after_bytes=10)
         self.faulty["loc-c"].fail("write", after_bytes=10)
         self.faulty["loc-a"].fail("get_read_stream")
@@ -113,8 +128,8 @@ class TestNoGrowth(ReplicaTestCase):
             # serve the object (before integrity, a 10-byte read was returned as the object).
             with self.assertRaises(LocationUnavailable):
                 self.read(module_data)
-        self.assertEqual(open_fds(), fds_warm, "failed operations leaked open files")
-        self.assertLessEqual(threading.active_count(), threads_warm + 3)
+        self.assertEqual(open_fds(self.root), fds_warm, "failed operations leaked open files")
+        self.assertLessEqual(pool_threads(name), threads_warm + 3)
 
 
 if __name__ == "__main__":

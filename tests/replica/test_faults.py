@@ -109,8 +109,9 @@ class TestWrites(ReplicaTestCase):
             replica.assign(self.context, module_data, io.BytesIO(data))
         self.assertIn("did not finish storing", str(caught.exception))
         self.faulty["loc-a"].clear("stored")
-        self.assertTrue(wait_until(lambda: replica.statistics(None)["workers"]["busy"] == 0))
-        self.assertFalse(self.has_copy(module_data, "loc-a"), "the late copy was kept")
+        # the removal runs when the late writer's future completes, just after its worker is free
+        self.assertTrue(wait_until(lambda: not self.has_copy(module_data, "loc-a")),
+                        "the late copy was kept")
 
     def test_a_late_copy_of_a_successful_write_is_found_by_repair(self):
         replica = self.make_replica(write_timeout=0.3)
@@ -310,6 +311,42 @@ class TestErrorLimiting(ReplicaTestCase):
             self.assertEqual(stream.location, "loc-a")
         self.assertEqual(self.location_report(self.replica.statistics(self.context),
                                               "loc-a")["health"], "ok")
+
+    def test_repair_probes_an_error_limited_location_that_is_back(self):
+        """Regression: repair() right after fixing a location must not wait for the limit."""
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        objects = {}
+        for seed in range(6):
+            data = payload(2000, seed=seed)
+            objects[self.store(data)] = data
+        self.assertEqual(self.location_report(self.replica.statistics(self.context),
+                                              "loc-c")["health"], "error-limited")
+        os.rename(self.dirs[2] + ".lost", self.dirs[2])
+        summary = self.replica.repair(self.context)
+        self.assertEqual(summary["copies"], {"done": 6, "failed": 0, "obsolete": 0})
+        for module_data, data in objects.items():
+            with open(self.copy_path(module_data, "loc-c"), "rb") as file:
+                self.assertEqual(file.read(), data)
+        self.assertEqual(self.location_report(self.replica.statistics(self.context),
+                                              "loc-c")["health"], "ok")
+
+    def test_repair_gives_up_on_a_limited_location_that_is_still_down(self):
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        for seed in range(6):
+            self.store(payload(2000, seed=seed))
+        before = sum(self.faulty["loc-c"].calls.values())
+        summary = self.replica.repair(self.context)
+        self.assertEqual(summary["copies"]["failed"], 1)
+        self.assertEqual(summary["skipped_locations"], ["loc-c"])
+        self.assertEqual(summary["remaining"]["copy"], 6)
+        # one probe (with manifests: reading the copy's manifest), then it is given up on
+        self.assertEqual(sum(self.faulty["loc-c"].calls.values()), before + 1)
+
+    def test_repair_of_one_object_probes_an_error_limited_location(self):
+        os.rename(self.dirs[2], self.dirs[2] + ".lost")
+        stored = [self.store(payload(2000, seed=seed)) for seed in range(4)]
+        os.rename(self.dirs[2] + ".lost", self.dirs[2])
+        self.assertEqual(self.replica.repair(self.context, stored[0])["repaired"], ["loc-c"])
 
     def test_error_limited_location_is_still_tried_last(self):
         data = payload(1000, seed=21)

@@ -169,10 +169,14 @@ class TestConstruction(unittest.TestCase):
             self.assertIn("replica.http.HTTPStorage", str(caught.exception))
             self.assertNotIn("s3cret", str(caught.exception))
         else:
-            replica = ReplicaStorage("file:///tmp/vsm-unused", url)
+            replica = ReplicaStorage("file:///tmp/vsm-unused", "http://127.0.0.1:9/dav#remote")
             self.addCleanup(replica.close)
-            self.assertNotIn("s3cret", repr(replica))
-            self.assertNotIn("s3cret", json.dumps(replica.statistics(None)))
+            self.assertEqual(replica.statistics(None)["locations"][1]["name"], "remote")
+            # HTTPStorage refuses credentials in URLs; the refusal must not echo them
+            with self.assertRaises(ConfigurationError) as caught:
+                ReplicaStorage("file:///tmp/vsm-unused", url)
+            self.assertIn("location remote", str(caught.exception))
+            self.assertNotIn("s3cret", str(caught.exception))
 
     def test_unusable_state_dir_is_a_configuration_error(self):
         root = temp_dir(self)
