@@ -30,7 +30,7 @@ from modules.errors import (
     StorageError,
 )
 from replica import module_data as formats
-from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
+from replica.failover import exhausted_error, open_failover_stream
 from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
 from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub

@@ -443,8 +443,8 @@ def open_verified_stream(context: Optional[dict], module_data: str,
     """
     failures: Dict[str, StorageError] = {}
     start, manifest, manifests = find_reference(context, module_data, candidates, retry, failures)
-    return VerifiedReadStream(context, module_data, start, manifest, manifests, candidates, retry, pool,
-                              read_ahead, failures, on_damage, on_failover)
+    return VerifiedReadStream(context, module_data, start, manifest, manifests, candidates, retry,
+                              pool, read_ahead, failures, on_damage, on_failover)
 
 
 def read_exactly(stream: Any, size: int) -> bytes:
