@@ -5,8 +5,10 @@ Configure it on the platform as ``replica.replica.ReplicaStorage`` (see
 configuration), ``locations`` (a child module, its health and error
 limiting), ``module_data`` (the versioned module_data), ``workers`` (the
 bounded pool), ``fanout`` (the one-pass fan-out writer), ``failover`` (the
-read stream that switches copies), ``journal`` (deferred deletes and copies)
-and ``statistics``.
+read stream that switches copies, for objects without manifests),
+``manifest`` (block digests stored with each copy), ``verified`` (the read
+stream that verifies every block), ``scrub`` (checking one copy),
+``journal`` (deferred deletes and copies) and ``statistics``.
 """
 from replica.replica import ReplicaStorage
 

@@ -2,7 +2,12 @@
 
 Format (version 1)::
 
-    {"v": 1, "id": "<32 hex>", "copies": {"<location name>": {"md": "<child module_data>"}}}
+    {"v": 1, "id": "<32 hex>",
+     "copies": {"<location name>": {"md": "<child module_data>", "mf": "<child module_data>"}}}
+
+``mf`` (since the integrity work) names the copy's manifest at the same
+location (see :mod:`replica.manifest`); entries without it were written
+before manifests existed, or with ``integrity=off``, and are read unverified.
 
 ``id`` is the object's own id (journal entries and logs use it). Each copy
 entry is a dict so that later features can record more per copy (the
@@ -15,7 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from modules.errors import InvalidModuleData
 
@@ -58,6 +63,19 @@ class ReplicaData:
             KeyError: no copy is recorded for ``name``.
         """
         return self.copies[name]["md"]
+
+    def manifest_md(self, name: str) -> Optional[str]:
+        """Return the child module_data of the manifest at ``name`` (None: written without).
+
+        Raises:
+            KeyError: no copy is recorded for ``name``.
+        """
+        return self.copies[name].get("mf")
+
+    @property
+    def verified(self) -> bool:
+        """True when every copy has a manifest (objects written with integrity on)."""
+        return all("mf" in entry for entry in self.copies.values())
 
 
 def new_object_id() -> str:
@@ -125,6 +143,10 @@ def decode(module_data: Any) -> ReplicaData:
             raise _invalid(module_data, "copy %r must be an object with a string \"md\"" % name)
         if not entry["md"] or len(entry["md"]) > MAX_CHILD_LENGTH:
             raise _invalid(module_data, "copy %r has an empty or overlong \"md\"" % name)
+        manifest = entry.get("mf")
+        if manifest is not None and (not isinstance(manifest, str) or not manifest
+                                     or len(manifest) > MAX_CHILD_LENGTH):
+            raise _invalid(module_data, "copy %r has an unusable manifest reference \"mf\"" % name)
         checked[name] = MappingProxyType(entry)
     return ReplicaData(object_id=object_id, copies=MappingProxyType(checked), text=module_data)
 

@@ -9,6 +9,7 @@ refills missing copies. The administrator's guide is ``docs/replica.md``.
 import collections
 import concurrent.futures
 import functools
+import io
 import itertools
 import logging
 import threading
@@ -21,6 +22,7 @@ import tenacity
 from modules import StorageModule
 from modules.errors import (
     ConfigurationError,
+    DataCorrupted,
     InsufficientStorage,
     InvalidModuleData,
     LocationTimeout,
@@ -29,12 +31,25 @@ from modules.errors import (
     StorageError,
 )
 from replica import module_data as formats
-from replica.failover import FailoverReadStream, exhausted_error, open_failover_stream
+from replica.failover import exhausted_error, open_failover_stream
 from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
 from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
+from replica.manifest import BlockHasher, HashingReader, Manifest
+from replica.scrub import (
+    DAMAGED,
+    MISSING,
+    UNREACHABLE,
+    UNVERIFIED,
+    CopyReport,
+    Pacer,
+    check_copy,
+    verify_copy,
+)
+from replica.scrub import OK as COPY_OK
 from replica.settings import parse_settings
 from replica.statistics import child_capacity, json_safe, summarize
+from replica.verified import VerifiedReadStream, find_reference, open_verified_stream
 from replica.workers import WorkerPool
 
 __all__ = ["ReplicaStorage"]
@@ -68,7 +83,8 @@ class ReplicaStorage(StorageModule):
         **options: ``write_quorum``, ``read_attempts``, ``read_backoff``,
             ``error_limit``, ``error_interval``, ``workers``,
             ``write_timeout``, ``call_timeout``, ``queue_timeout``,
-            ``state_dir``, ``journal_limit``, ``journal_interval``.
+            ``state_dir``, ``journal_limit``, ``journal_interval``,
+            ``integrity`` (on/off), ``verify_available`` (size/deep).
 
     Raises:
         ConfigurationError: no locations, a location or option that cannot
@@ -76,7 +92,7 @@ class ReplicaStorage(StorageModule):
             directory that cannot hold the journal.
     """
 
-    capabilities = MappingProxyType({"repair": True, "verified_reads": False})
+    capabilities = MappingProxyType({"repair": True, "verified_reads": True, "scrub": True})
 
     def __init__(self, *locations: Any, **options: Any):
         super().__init__()
@@ -102,6 +118,10 @@ class ReplicaStorage(StorageModule):
                 location.close()
             raise
         self._by_name = {location.name: location for location in self._locations}
+        self._integrity = settings.integrity == "on"
+        if not self._integrity:
+            self.capabilities = MappingProxyType(dict(type(self).capabilities,
+                                                      verified_reads=False))
         self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._drain_lock = threading.Lock()
@@ -113,7 +133,9 @@ class ReplicaStorage(StorageModule):
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
-            "repairs", "copies_repaired", "journal_replayed"), 0)
+            "repairs", "copies_repaired", "journal_replayed", "verified_reads",
+            "unverified_reads", "damaged_copies_found", "scrubs", "scrub_bytes",
+            "damaged_copies_repaired"), 0)
 
     def __repr__(self) -> str:
         return "ReplicaStorage(%r, write_quorum=%d)" % (
@@ -151,7 +173,22 @@ class ReplicaStorage(StorageModule):
                     "location %s returned unusable module_data from new_data (a %s)"
                     % (location.name, type(child).__name__), location=location.name)
                 continue
-            copies[location.name] = {"md": child}
+            entry = {"md": child}
+            if self._integrity:
+                try:
+                    manifest_md = self._retry(location, functools.partial(
+                        location.call, context, "new_data"))
+                except StorageError as error:
+                    failures[location.name] = error
+                    continue
+                if not isinstance(manifest_md, str) or not manifest_md or manifest_md == child \
+                        or len(manifest_md) > formats.MAX_CHILD_LENGTH:
+                    failures[location.name] = LocationUnavailable(
+                        "location %s returned unusable module_data for a manifest"
+                        % location.name, location=location.name)
+                    continue
+                entry["mf"] = manifest_md
+            copies[location.name] = entry
         if len(copies) < self.settings.write_quorum:
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
@@ -200,8 +237,8 @@ class ReplicaStorage(StorageModule):
             if location.is_limited():
                 failures[location.name] = _limited(location)
             else:
-                checks[location.name] = functools.partial(location.call, context, "available",
-                                                          child)
+                checks[location.name] = functools.partial(
+                    check_copy, context, location, child, data.manifest_md(location.name))
         answers = self._parallel(checks)
         skipped: List[str] = []
         targets: Dict[str, Placed] = {}
@@ -220,10 +257,11 @@ class ReplicaStorage(StorageModule):
             self._count(writes_failed=1)
             raise _quorum_error(data, len(skipped), quorum, failures,
                                 "nothing was written")
+        hasher = BlockHasher() if data.verified and targets else None
         try:
-            result = self._fanout.run(stream, {
-                name: _writer(context, location, child)
-                for name, (location, child) in targets.items()})
+            result = self._fanout.run(stream if hasher is None else HashingReader(stream, hasher),
+                                      {name: _writer(context, location, child)
+                                       for name, (location, child) in targets.items()})
         except BaseException:
             self._count(writes_failed=1)
             raise
@@ -232,6 +270,8 @@ class ReplicaStorage(StorageModule):
         failures.update(result.failures)
         if result.incomplete:
             self._delete_copies(context, data, sorted(result.incomplete))
+        if hasher is not None and written:
+            written = self._write_manifests(context, data, written, hasher.manifest(), failures)
         if len(skipped) + len(written) < quorum:
             self._delete_copies(context, data, written)
             self._delete_late_copies(context, data, result.late)
@@ -269,7 +309,9 @@ class ReplicaStorage(StorageModule):
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        checks = {location.name: functools.partial(location.call, context, "available", child)
+        deep = self.settings.verify_available == "deep"
+        checks = {location.name: functools.partial(check_copy, context, location, child,
+                                                   data.manifest_md(location.name), deep)
                   for location, child in present if not location.is_limited()}
         answers = self._parallel(checks)
         answered = {name: value for name, (ok, value) in answers.items() if ok}
@@ -283,29 +325,39 @@ class ReplicaStorage(StorageModule):
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
-    def get_read_stream(self, context: Optional[dict], module_data: str) -> FailoverReadStream:
+    def get_read_stream(self, context: Optional[dict], module_data: str):
         """Open the object on the first location that answers.
 
         Locations are tried in configured order, error-limited ones last;
         transient errors are retried (``read_attempts``, ``read_backoff``).
-        If a read fails mid-stream, the stream reopens the next copy at the
-        same offset and carries on.
+        Objects with manifests (the default) are verified block by block: a
+        block is returned only after its digest matches, and a damaged block
+        or copy is read from the next copy and journaled for repair. Older
+        objects (or ``integrity=off``) are read unverified; if a read fails
+        mid-stream, the stream reopens the next copy at the same offset.
 
         Returns:
-            FailoverReadStream: seekable; close it (or use ``with``).
+            VerifiedReadStream or FailoverReadStream: seekable; close it (or
+            use ``with``).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
             ObjectNotFound: no location holds the object.
-            DataCorrupted: the only copies found have the wrong size.
+            DataCorrupted: no copy can be verified (no intact manifest), or
+                the only copies found have the wrong size; reads raise it
+                when no copy has a good version of a block.
             LocationUnavailable: every location that might hold it failed.
         """
         data = formats.decode(module_data)
         self._check_open()
         candidates = self._candidates(data)
-        stream = open_failover_stream(context, module_data, candidates, self._retry,
-                                      on_failover=self._count_failover)
-        self._count(reads=1)
+        if self._integrity and data.verified:
+            stream = self._open_verified(context, data, candidates)
+            self._count(reads=1, verified_reads=1)
+        else:
+            stream = open_failover_stream(context, module_data, candidates, self._retry,
+                                          on_failover=self._count_failover)
+            self._count(reads=1, unverified_reads=1)
         self._after_call(context)
         return stream
 
@@ -338,7 +390,8 @@ class ReplicaStorage(StorageModule):
             if location.is_limited():
                 deferred[location.name] = _limited(location)
             else:
-                calls[location.name] = functools.partial(location.call, context, "delete", child)
+                calls[location.name] = functools.partial(
+                    _delete_copy, context, location, child, data.manifest_md(location.name))
         for name, (ok, value) in self._parallel(calls).items():
             if ok or isinstance(value, ObjectNotFound):
                 continue
@@ -372,11 +425,17 @@ class ReplicaStorage(StorageModule):
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
             ObjectNotFound: no location holds the object.
+            DataCorrupted: copies exist but none has an intact manifest.
             LocationUnavailable: every location that might hold it failed.
         """
         data = formats.decode(module_data)
         self._check_open()
         failures: Dict[str, StorageError] = {}
+        if self._integrity and data.verified:
+            _, manifest, _ = find_reference(context, module_data,
+                                         self._verified_candidates(data, self._candidates(data)),
+                                         self._retry, failures)
+            return manifest.size
         for location, child in self._candidates(data):
             try:
                 size = self._retry(location, functools.partial(location.call, context,
@@ -410,19 +469,26 @@ class ReplicaStorage(StorageModule):
             return {"capacity": self.capacity(), "replicas": len(self._locations),
                     "degraded": True, "error": "%s: %s" % (type(error).__name__, error)}
 
-    def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
-        """Refill one object's missing copies, or replay the whole journal.
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None,
+               rate: Optional[float] = None) -> Dict[str, Any]:
+        """Refill and fix one object's copies, or replay the whole journal.
 
         With ``module_data``: every location (error-limited ones too) is
-        asked whether it holds its copy, and those that do not get one,
-        streamed from a good copy. Without: pending deletes and missing
-        copies recorded in the journal are retried; an error-limited location
-        is probed with its first entry and skipped for the rest of this
-        repair if that fails.
+        checked. Objects with manifests are scrubbed (every copy read and
+        verified, at most ``rate`` bytes per second when given); damaged
+        copies are deleted (manifest, then data) and, like missing ones,
+        rewritten from verified blocks with their manifest. Older objects:
+        every location is asked whether it holds its copy, and those that do
+        not get one, streamed from a copy (unverified). Without: pending
+        deletes and missing or damaged copies recorded in the journal are
+        retried; an error-limited location is probed with its first entry
+        and skipped for the rest of this repair if that fails.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
-            ``failed``, ``unreachable``, ``not_configured``; without:
+            ``failed``, ``unreachable``, ``not_configured``, and for objects
+            with manifests the scrub's ``ok``, ``damaged``, ``missing``,
+            ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,
             ``skipped_locations`` and the ``remaining`` journal counts.
 
@@ -432,6 +498,9 @@ class ReplicaStorage(StorageModule):
             LocationUnavailable: no location holding it could be read, or
                 the journal cannot be read.
         """
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                 or rate <= 0):
+            raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
         if module_data is None:
             with self._drain_lock:
@@ -442,9 +511,40 @@ class ReplicaStorage(StorageModule):
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report = self._refill(context, data, None, self.settings.queue_timeout, True)
+        report = self._repair_object(context, data, None, self.settings.queue_timeout, True,
+                                     rate)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(repairs=1)
+        return report
+
+    def scrub(self, context: Optional[dict], module_data: str,
+              rate: Optional[float] = None) -> Dict[str, Any]:
+        """Verify every copy of one object by reading it in full; change nothing.
+
+        Each copy is read block by block and compared with the object's
+        manifest; its own manifest and size must agree. ``rate`` limits the
+        reading to that many bytes per second on average (None: no limit).
+
+        Returns:
+            dict: ``object``, ``size`` (None when unknown), ``verified`` (the
+            object has manifests), ``ok`` (locations whose copy is intact),
+            ``damaged`` (location -> reason), ``missing``, ``unverified``
+            (older objects: copies that exist but cannot be checked),
+            ``unreachable`` (location -> error), ``not_configured`` and
+            ``bytes_checked``.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+            LocationUnavailable: the object is only at unconfigured locations.
+        """
+        data = formats.decode(module_data)
+        self._check_open()
+        present, unconfigured = self._split(data)
+        if not present:
+            raise _unconfigured_error(data, unconfigured)
+        report, _, _ = self._scrub(context, data, present, rate)
+        report.update(object=data.object_id, not_configured=unconfigured)
+        self._count(scrubs=1)
         return report
 
     def close(self) -> None:
@@ -593,8 +693,9 @@ class ReplicaStorage(StorageModule):
     def _delete_copies(self, context: Optional[dict], data: formats.ReplicaData,
                        names: Sequence[str]) -> None:
         """Delete the copies at ``names`` (in parallel); journal the ones that fail."""
-        calls = {name: functools.partial(self._by_name[name].call, context, "delete",
-                                         data.child_md(name)) for name in names}
+        calls = {name: functools.partial(_delete_copy, context, self._by_name[name],
+                                         data.child_md(name), data.manifest_md(name))
+                 for name in names}
         for name, (ok, value) in self._parallel(calls).items():
             if not ok and not isinstance(value, ObjectNotFound):
                 log.warning("object %s: removing the copy at %s failed (%s); deferred",
@@ -612,6 +713,224 @@ class ReplicaStorage(StorageModule):
                             "removing that copy", data.object_id, name)
                 self._delete_copies(context, data, [name])
             future.add_done_callback(finished)
+
+    def _repair_object(self, context: Optional[dict], data: formats.ReplicaData,
+                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
+                       rate: Optional[float] = None) -> Dict[str, Any]:
+        """Repair one object: verified (manifests) or by refilling missing copies (older ones).
+
+        ``probe``: check error-limited locations too (an administrator's repair).
+        """
+        if self._integrity and data.verified:
+            return self._repair_verified(context, data, only, queue_timeout, probe, rate)
+        return self._refill(context, data, only, queue_timeout, probe)
+
+    def _open_verified(self, context: Optional[dict], data: formats.ReplicaData,
+                       candidates: Sequence[Placed]) -> VerifiedReadStream:
+        return open_verified_stream(context, data.text, self._verified_candidates(data, candidates),
+                                    self._retry, self._pool,
+                                    on_damage=functools.partial(self._damage_found, data),
+                                    on_failover=self._count_failover)
+
+    @staticmethod
+    def _verified_candidates(data: formats.ReplicaData,
+                             candidates: Sequence[Placed]) -> List[Tuple[Location, str, str]]:
+        return [(location, child, data.manifest_md(location.name) or "")
+                for location, child in candidates]
+
+    def _damage_found(self, data: formats.ReplicaData, name: str, reason: str) -> None:
+        """A read found the copy at ``name`` damaged: count it and journal it for repair."""
+        self._count(damaged_copies_found=1)
+        if self._journal_add(COPY, name, data):
+            log.warning("object %s: damaged copy at %s journaled for repair (%s)",
+                        data.object_id, name, reason)
+
+    def _scrub(self, context: Optional[dict], data: formats.ReplicaData,
+               present: Sequence[Placed], rate: Optional[float], probe: bool = True):
+        """Verify every copy; return (report, name -> CopyReport, reference manifest or None).
+
+        ``probe``: check error-limited locations too (else they are unreachable).
+        """
+        reference: Optional[Manifest] = None
+        if data.verified:
+            try:
+                _, reference, _ = find_reference(context, data.text,
+                                              self._verified_candidates(data, present),
+                                              None, {})
+            except StorageError as error:
+                log.debug("object %s has no readable manifest: %s", data.object_id, error)
+        pacer = Pacer(rate, self._sleep)
+        states = {}
+        for location, child in present:
+            if not probe and location.is_limited():
+                states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"
+                                                   % _limited(location))
+                continue
+            states[location.name] = verify_copy(context, location, child,
+                                                data.manifest_md(location.name), reference, pacer)
+        report: Dict[str, Any] = {
+            "size": reference.size if reference is not None else None,
+            "verified": data.verified,
+            "ok": [name for name, state in states.items() if state.state == COPY_OK],
+            "damaged": {name: state.reason for name, state in states.items()
+                        if state.state == DAMAGED},
+            "missing": [name for name, state in states.items() if state.state == MISSING],
+            "unverified": [name for name, state in states.items() if state.state == UNVERIFIED],
+            "unreachable": {name: state.reason for name, state in states.items()
+                            if state.state == UNREACHABLE},
+            "bytes_checked": sum(state.bytes_checked for state in states.values()),
+        }
+        self._count(scrub_bytes=report["bytes_checked"],
+                    damaged_copies_found=len(report["damaged"]))
+        if report["damaged"]:
+            log.error("object %s: damaged copies at %s", data.object_id,
+                      "; ".join("%s: %s" % item for item in report["damaged"].items()))
+        return report, states, reference
+
+    def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
+                         only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
+                         rate: Optional[float]) -> Dict[str, Any]:
+        """Scrub every copy, then delete and rewrite damaged and missing ones (in scope).
+
+        Copies are rewritten from verified blocks of the other copies. When
+        no copy is intact, a damaged copy is rebuilt first from the others
+        when, for every block, one of them holds it intact.
+
+        Raises:
+            ObjectNotFound: no copy exists anywhere.
+            LocationUnavailable: no copy is known and some location is unreachable.
+        """
+        present, _ = self._split(data)
+        report, states, reference = self._scrub(context, data, present, rate, probe)
+        by_name = {location.name: child for location, child in present}
+        targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
+                   and (only is None or name in only)]
+        failures: Dict[str, StorageError] = {}
+        repaired: List[str] = []
+        good = list(report["ok"])
+        if targets and reference is None:
+            if not any(state.has_data for state in states.values()) and not report["unreachable"]:
+                raise ObjectNotFound("object %s has no copy left on any location"
+                                     % data.object_id, module_data=data.text)
+            if not good and report["unreachable"] and not report["damaged"]:
+                raise LocationUnavailable("object %s: no location holding a copy can be "
+                                          "reached: %s" % (data.object_id,
+                                                           report["unreachable"]))
+            for name in targets:
+                failures[name] = DataCorrupted("no intact manifest of the object is left; the "
+                                               "copies cannot be verified",
+                                               module_data=data.text, location=name)
+            targets = []
+        while targets:
+            if good:
+                batch = targets
+            else:
+                batch = _rebuildable(states, targets)
+                if not batch:
+                    for name in targets:
+                        failures[name] = DataCorrupted(
+                            "no copy holds an intact version of every block; cannot rebuild",
+                            module_data=data.text, location=name)
+                    break
+            sources = [(self._by_name[name], by_name[name])
+                       for name in by_name if name not in batch
+                       and states[name].state in (COPY_OK, DAMAGED)]
+            done, failed = self._rewrite(context, data, sources,
+                                         [(self._by_name[name], by_name[name]) for name in batch],
+                                         [name for name in batch if states[name].state == DAMAGED],
+                                         reference, queue_timeout)
+            repaired.extend(done)
+            failures.update(failed)
+            good.extend(done)
+            targets = [name for name in targets if name not in batch]
+            if not done:
+                for name in targets:
+                    failures.setdefault(name, LocationUnavailable(
+                        "not repaired: the copies it would be rebuilt from failed"))
+                break
+        damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
+        report.update(present=list(report["ok"]), repaired=repaired,
+                      failed={name: "%s: %s" % (type(error).__name__, error)
+                              for name, error in failures.items()})
+        in_scope = set(report["unreachable"]) if only is None \
+            else set(report["unreachable"]) & set(only)
+        self._note_copies(data, report["present"] + repaired, sorted(set(failures) | in_scope))
+        self._count(copies_repaired=len(repaired), damaged_copies_repaired=len(damaged_fixed))
+        if repaired:
+            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
+                        ", ".join(repaired))
+        return report
+
+    def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,
+                 sources: Sequence[Placed], targets: Sequence[Placed], damaged: Sequence[str],
+                 reference: Manifest, queue_timeout: float):
+        """Delete the damaged targets, stream verified bytes to all targets, write manifests.
+
+        Returns:
+            (list of names rewritten, dict of name -> error).
+        """
+        failures: Dict[str, StorageError] = {}
+        if damaged:
+            calls = {location.name: functools.partial(_delete_copy, context, location, child,
+                                                      data.manifest_md(location.name))
+                     for location, child in targets if location.name in damaged}
+            for name, (ok, value) in self._parallel(calls).items():
+                if not ok and not isinstance(value, ObjectNotFound):
+                    failures[name] = value
+        live = [(location, child) for location, child in targets
+                if location.name not in failures]
+        if not live:
+            return [], failures
+        try:
+            source = self._open_verified(context, data, sources)
+        except StorageError as error:
+            for location, _ in live:
+                failures[location.name] = error
+            return [], failures
+        try:
+            result = self._fanout.run(source, {
+                location.name: _writer(context, location, child) for location, child in live},
+                queue_timeout=queue_timeout)
+        except StorageError as error:
+            for location, _ in live:
+                failures[location.name] = error
+            return [], failures
+        finally:
+            source.close()
+        self._blame_dropped(result)
+        failures.update(result.failures)
+        if result.incomplete:
+            self._delete_copies(context, data, sorted(result.incomplete))
+        written = [location.name for location, _ in live if location.name not in failures]
+        if written:
+            written = self._write_manifests(context, data, written, reference, failures)
+        return written, failures
+
+    def _write_manifests(self, context: Optional[dict], data: formats.ReplicaData,
+                         names: Sequence[str], manifest: Manifest,
+                         failures: Dict[str, StorageError]) -> List[str]:
+        """Store ``manifest`` with each copy at ``names``; return where it was stored.
+
+        A location whose manifest cannot be stored loses its data copy too
+        (a copy without manifest never counts) and is added to ``failures``.
+        """
+        raw = manifest.to_bytes()
+        calls = {name: functools.partial(self._by_name[name].call, context, "assign",
+                                         data.manifest_md(name), io.BytesIO(raw))
+                 for name in names}
+        stored = []
+        lost = []
+        for name, (ok, value) in self._parallel(calls).items():
+            if ok:
+                stored.append(name)
+            else:
+                failures[name] = value
+                lost.append(name)
+                log.warning("object %s: storing the manifest at %s failed (%s); removing its "
+                            "copy", data.object_id, name, value)
+        if lost:
+            self._delete_copies(context, data, lost)
+        return [name for name in names if name in stored]
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
                 only: Optional[Sequence[str]], queue_timeout: float,
@@ -743,12 +1062,13 @@ class ReplicaStorage(StorageModule):
         try:
             if entry.kind == DELETE:
                 try:
-                    location.call(context, "delete", child)
+                    _delete_copy(context, location, child, data.manifest_md(entry.location))
                 except ObjectNotFound:
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
             else:
-                report = self._refill(context, data, [entry.location], queue_timeout, probe)
+                report = self._repair_object(context, data, [entry.location], queue_timeout,
+                                             probe)
                 if entry.location in report["failed"] or entry.location in report["unreachable"]:
                     raise LocationUnavailable(report["failed"].get(entry.location) or
                                               report["unreachable"][entry.location])
@@ -903,6 +1223,17 @@ def _writer(context: Optional[dict], location: Location,
     return write
 
 
+def _delete_copy(context: Optional[dict], location: Location, child: str,
+                 manifest_md: Optional[str]) -> None:
+    """Delete a copy: its manifest first (so it stops counting), then its data."""
+    if manifest_md is not None:
+        try:
+            location.call(context, "delete", manifest_md)
+        except ObjectNotFound:
+            pass
+    location.call(context, "delete", child)
+
+
 def _child_statistics(location: Location, module: StorageModule,
                       context: Optional[dict]) -> Any:
     """Call a child's statistics without touching its health; translate failures."""
@@ -911,6 +1242,20 @@ def _child_statistics(location: Location, module: StorageModule,
     except Exception as error:  # statistics of a broken child: report, never raise
         translated = location.translate(error, "statistics")
         raise translated from error
+
+
+def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
+    """Return [a damaged target] whose every block is intact in some other damaged copy.
+
+    Only copies damaged by bad blocks (right size, intact manifest) can lend blocks.
+    """
+    lenders = {name: set(state.bad_blocks) for name, state in states.items()
+               if state.state == DAMAGED and state.lendable}
+    for name in targets:
+        others = [bad for other, bad in lenders.items() if other != name]
+        if others and not set.intersection(*others):
+            return [name]
+    return []
 
 
 def _limited(location: Location) -> LocationUnavailable:

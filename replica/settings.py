@@ -72,6 +72,8 @@ class Settings:
     state_dir: Optional[str]
     journal_limit: int
     journal_interval: float
+    integrity: str = "on"
+    verify_available: str = "size"
 
     def describe(self) -> Dict[str, Any]:
         """Return the options as a JSON-serialisable dict (no secrets: none are options)."""
@@ -88,6 +90,8 @@ class Settings:
             "state_dir": self.state_dir,
             "journal_limit": self.journal_limit,
             "journal_interval": self.journal_interval,
+            "integrity": self.integrity,
+            "verify_available": self.verify_available,
         }
 
 
@@ -105,6 +109,14 @@ _OPTIONS: Dict[str, Tuple[type, Any, float, float]] = {
     "state_dir": (str, None, 0, 0),
     "journal_limit": (int, 100_000, 1, 100_000_000),
     "journal_interval": (float, 30.0, 0.0, 86400.0),
+    "integrity": (tuple, "on", 0, 0),
+    "verify_available": (tuple, "size", 0, 0),
+}
+
+# option name -> the words it accepts (the first is the default)
+_CHOICES: Dict[str, Tuple[str, ...]] = {
+    "integrity": ("on", "off"),
+    "verify_available": ("size", "deep"),
 }
 
 #: The option names :func:`parse_settings` accepts.
@@ -174,6 +186,13 @@ def _add_option(given: Dict[str, Any], name: str, value: Any, where: str) -> Non
 
 def _convert(name: str, value: Any) -> Any:
     kind, _, lowest, highest = _OPTIONS[name]
+    if kind is tuple:
+        choices = _CHOICES[name]
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word not in choices:
+            raise ConfigurationError("option %s must be one of %s, got %r"
+                                     % (name, ", ".join(choices), value))
+        return word
     if kind is str:
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
             raise ConfigurationError("option %s must be a non-empty path, got %r" % (name, value))

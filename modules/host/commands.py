@@ -1,4 +1,4 @@
-"""``vsm serve``, ``put``, ``get``, ``rm``, ``stat`` and ``repair``.
+"""``vsm serve``, ``put``, ``get``, ``rm``, ``stat``, ``repair`` and ``scrub``.
 
 ``serve`` runs the host; the others talk to a running host over HTTP as the
 administrator (``--url``, default ``$VSM_URL`` or http://127.0.0.1:8080;
@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import Any, Dict, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
@@ -66,13 +67,14 @@ _EXIT_CODES_TEXT = ("exit codes: 0 success, 1 failure, 2 wrong usage, 3 no such 
 
 
 def register(subparsers) -> None:
-    """Add ``serve``, ``put``, ``get``, ``rm``, ``stat`` and ``repair`` to ``vsm``."""
+    """Add ``serve``, ``put``, ``get``, ``rm``, ``stat``, ``repair`` and ``scrub`` to ``vsm``."""
     _register_serve(subparsers)
     _register_put(subparsers)
     _register_get(subparsers)
     _register_rm(subparsers)
     _register_stat(subparsers)
     _register_repair(subparsers)
+    _register_scrub(subparsers)
 
 
 # -- serve ---------------------------------------------------------------------
@@ -325,9 +327,80 @@ def _register_repair(subparsers) -> None:
                         help="only drain journals and pending deletions; skip the object pass")
     parser.add_argument("--batch", type=int, default=REPAIR_BATCH,
                         help="objects per request (default %(default)s)")
+    _add_pass_options(parser)
+    parser.set_defaults(func=_repair)
+
+
+def _add_pass_options(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    parser.set_defaults(func=_repair)
+    parser.add_argument("--rate-mib", type=float, default=None, metavar="MIB",
+                        help="read at most MIB mebibytes per second while verifying copies "
+                             "(modules that can scrub), so live traffic is not starved")
+    parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                        help="pause between objects (one object per request then)")
+
+
+def _register_scrub(subparsers) -> None:
+    parser = _client_parser(subparsers, "scrub", "verify every copy of every object",
+                            "For each POLICY (default: every module that can scrub), read every "
+                            "copy of every object in the host's index and check it against its "
+                            "manifest; nothing is changed. Prints a summary (and damaged objects); "
+                            "exits 1 when any copy is damaged or missing or an object could not "
+                            "be checked. Fix what it finds with 'vsm repair'.")
+    parser.add_argument("policies", metavar="POLICY", nargs="*")
+    parser.add_argument("--batch", type=int, default=REPAIR_BATCH,
+                        help="objects per request (default %(default)s)")
+    _add_pass_options(parser)
+    parser.set_defaults(func=_scrub)
+
+
+def _scrub(options: argparse.Namespace) -> int:
+    def run(client: HostClient) -> int:
+        if options.policies:
+            names = options.policies
+        else:
+            names = [config["name"] for config in client.modules()
+                     if (client.module(config["name"]).get("capabilities") or {}).get("scrub")]
+        reports = []
+        for name in names:
+            report: Dict[str, Any] = {"module": name, "objects": 0, "summary": {}, "failed": [],
+                                      "damaged": []}
+            _object_pass(client, name, options, report, scrub=True)
+            reports.append(report)
+        bad = any(report["failed"] or report["damaged"] or report.get("error")
+                  for report in reports)
+        if options.json:
+            _print_json({"modules": reports, "ok": not bad})
+        else:
+            if not reports:
+                print("nothing to scrub: no module can verify its copies")
+            for report in reports:
+                print(_scrub_line(report))
+                _print_problems(report)
+        return EXIT_FAILED if bad else EXIT_OK
+    return _run_client(options, run)
+
+
+def _scrub_line(report: Dict[str, Any]) -> str:
+    if report.get("error"):
+        return "%s: %s" % (report["module"], report["error"])
+    summary = report["summary"]
+    return ("%s: %d object(s) scrubbed, %d copies ok, %d damaged, %d missing, %d unverified "
+            "(older objects), %d unreachable, %d object(s) could not be checked, %.1f MiB read"
+            % (report["module"], report["objects"], summary.get("ok", 0),
+               summary.get("damaged", 0), summary.get("missing", 0),
+               summary.get("unverified", 0), summary.get("unreachable", 0),
+               len(report["failed"]), summary.get("bytes_checked", 0) / 1048576.0))
+
+
+def _print_problems(report: Dict[str, Any]) -> None:
+    for item in report.get("damaged", [])[:20]:
+        details = "; ".join("%s: %s" % (key, value) for key, value in sorted(item.items())
+                            if key != "key")
+        print("  %s: %s" % (item["key"], details))
+    for item in report["failed"][:20]:
+        print("  failed %s: %s" % (item["key"], item["error"]))
 
 
 def _repair(options: argparse.Namespace) -> int:
@@ -342,7 +415,8 @@ def _repair(options: argparse.Namespace) -> int:
                         details.get("pending_deletions"):
                     names.append(config["name"])
         reports = [_repair_module(client, name, options) for name in names]
-        failed = any(report["failed"] or report.get("error") for report in reports)
+        failed = any(report["failed"] or report.get("error") or report.get("damaged")
+                     for report in reports)
         if options.json:
             _print_json({"modules": reports, "ok": not failed})
         else:
@@ -350,15 +424,14 @@ def _repair(options: argparse.Namespace) -> int:
                 print("nothing to repair: no module can repair and no deletions are pending")
             for report in reports:
                 print(_repair_line(report))
-                for item in report["failed"][:20]:
-                    print("  failed %s: %s" % (item["key"], item["error"]))
+                _print_problems(report)
         return EXIT_FAILED if failed else EXIT_OK
     return _run_client(options, run)
 
 
 def _repair_module(client: HostClient, name: str, options) -> Dict[str, Any]:
     report: Dict[str, Any] = {"module": name, "journal": None, "deletions": None, "objects": 0,
-                              "summary": {}, "failed": []}
+                              "summary": {}, "failed": [], "damaged": []}
     try:
         step = client.repair_step(name, {})
     except HostError as error:
@@ -371,35 +444,54 @@ def _repair_module(client: HostClient, name: str, options) -> Dict[str, Any]:
     report["deletions"] = step.get("deletions")
     if options.journal_only or not step.get("supported"):
         return report
-    total = step.get("objects", 0)
-    progress = _progress(total, name, options)
+    _object_pass(client, name, options, report, scrub=False, total=step.get("objects", 0))
+    return report
+
+
+def _object_pass(client: HostClient, name: str, options, report: Dict[str, Any], scrub: bool,
+                 total: Optional[int] = None) -> None:
+    """Run objects (or scrub) steps over every object of module ``name`` into ``report``."""
+    body: Dict[str, Any] = {"limit": 1 if options.pause > 0 else options.batch}
+    if scrub:
+        body["scrub"] = True
+    if options.rate_mib:
+        body["rate"] = options.rate_mib * 1048576.0
+    progress = None
     after = ""
     try:
         while True:
-            step = client.repair_step(name, {"after": after, "limit": options.batch})
+            step = client.repair_step(name, dict(body, after=after))
             report["objects"] += step["done"]
             report["failed"].extend(step["failed"])
+            report["damaged"].extend(step.get("damaged") or [])
             _merge_numbers(report["summary"], step.get("summary") or {})
+            if progress is None:
+                progress = _progress(total if total is not None else step["total"], name,
+                                     options, "scrubbing" if scrub else "repairing")
             if progress is not None:
                 progress.total = max(progress.total or 0, step["total"])
                 progress.update(step["done"])
             if not step["next"]:
                 break
             after = step["next"]
+            if options.pause > 0:
+                time.sleep(options.pause)
     except HostError as error:
-        report["error"] = str(error)
+        if error.status == 501 and scrub:
+            report["error"] = "cannot scrub: %s" % error
+        else:
+            report["error"] = str(error)
     finally:
         if progress is not None:
             progress.close()
-    return report
 
 
-def _progress(total: int, name: str, options):
+def _progress(total: int, name: str, options, verb: str = "repairing"):
     if options.no_progress or total < PROGRESS_THRESHOLD:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="repairing %s" % name, unit="obj", file=sys.stderr)
+    return tqdm(total=total, desc="%s %s" % (verb, name), unit="obj", file=sys.stderr)
 
 
 def _merge_numbers(total: Dict[str, Any], part: Dict[str, Any]) -> None:

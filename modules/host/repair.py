@@ -7,7 +7,14 @@ no request runs for hours:
   its journal of missed writes and deletes) and a retry of deletions left
   pending in the index;
 * ``{"after": KEY, "limit": N}`` (an objects step): ``module.repair(context,
-  module_data)`` for the next N objects of the policy in key order.
+  module_data)`` for the next N objects of the policy in key order;
+* ``{"after": KEY, "limit": N, "scrub": true}`` (a scrub step, for modules
+  whose ``capabilities['scrub']`` is True): ``module.scrub(context,
+  module_data)`` for the next N objects; it changes nothing.
+
+Objects and scrub steps take ``"rate"`` (bytes per second) for modules
+that can scrub: reading is paced to it, so a whole-store pass does not
+starve live traffic.
 """
 import logging
 from typing import Any, Dict, List
@@ -51,11 +58,12 @@ class RepairService:
                 there were no pending deletions (journal step).
             UnknownModule, ConfigurationError: the module cannot be used.
         """
-        if "after" in body or "limit" in body:
+        if "after" in body or "limit" in body or body.get("scrub"):
             return self._objects_step(lease, name, body)
         if set(body) - {"step"}:
             raise HttpError(400, 'a repair body is {} (journal step) or {"after": KEY, '
-                                 '"limit": N} (objects step)')
+                                 '"limit": N} (objects step, with "scrub": true and "rate": '
+                                 'bytes per second for a scrub)')
         return self._journal_step(lease, name)
 
     def _journal_step(self, lease: Lease, name: str) -> Dict[str, Any]:
@@ -88,22 +96,40 @@ class RepairService:
             raise HttpError(400, '"after" must be a key (a string)')
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_STEP:
             raise HttpError(400, '"limit" must be an integer from 1 to %d' % MAX_STEP)
+        scrub, rate = bool(body.get("scrub")), body.get("rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                 or rate <= 0):
+            raise HttpError(400, '"rate" must be a positive number of bytes per second')
         module, context = lease.module(name), lease.context(name)
-        if not module.capabilities.get("repair"):
+        can_scrub = bool(module.capabilities.get("scrub"))
+        if scrub and not can_scrub:
+            raise Unsupported("module %r (%s) cannot scrub (verify its copies)" % (
+                name, type(module).__name__))
+        if not scrub and not module.capabilities.get("repair"):
             raise Unsupported("module %r (%s) has nothing to repair" % (
                 name, type(module).__name__))
+        options = {"rate": rate} if rate is not None and can_scrub else {}
+        action = module.scrub if scrub else module.repair
         rows = self._store.list_objects(name, after=after, limit=limit)
         summary: Dict[str, Any] = {}
         failed: List[Dict[str, str]] = []
+        damaged: List[Dict[str, Any]] = []
         for row in rows:
             try:
-                _add_numbers(summary, module.repair(context, row.module_data))
+                result = action(context, row.module_data, **options)
             except StorageError as error:
-                log.warning("repairing %s/%s failed: %s", name, row.key, error)
+                log.warning("%s of %s/%s failed: %s", "scrub" if scrub else "repair", name,
+                            row.key, error)
                 failed.append({"key": row.key, "error": "%s: %s" % (type(error).__name__, error)})
+                continue
+            _add_numbers(summary, result)
+            problems = _problems(result)
+            if problems:
+                damaged.append(dict(problems, key=row.key))
         return {
             "module": name,
-            "step": "objects",
+            "step": "scrub" if scrub else "objects",
+            "damaged": damaged,
             "done": len(rows),
             "next": rows[-1].key if len(rows) == limit else None,
             "total": self._store.count_objects(name),
@@ -112,12 +138,36 @@ class RepairService:
         }
 
 
+def _problems(report: Any) -> Dict[str, Any]:
+    """Return what a scrub or repair report says is still wrong with one object (or {})."""
+    if not isinstance(report, dict):
+        return {}
+    problems = {key: report[key] for key in ("damaged", "missing", "unreachable", "failed")
+                if report.get(key)}
+    repaired = set(report.get("repaired") or ())
+    if repaired:
+        for key in ("damaged", "missing"):
+            value = problems.get(key)
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in repaired}
+            elif isinstance(value, list):
+                value = [k for k in value if k not in repaired]
+            if value:
+                problems[key] = value
+            else:
+                problems.pop(key, None)
+    return problems
+
+
 def _add_numbers(total: Dict[str, Any], summary: Any) -> None:
-    """Add the numbers of a repair summary into ``total``: lists count their items,
-    nested dicts add up recursively, anything else is dropped."""
+    """Add the numbers of a repair summary into ``total``: lists and dicts of strings
+    (location -> reason) count their items, other nested dicts add up recursively,
+    anything else is dropped."""
     if not isinstance(summary, dict):
         return
     for key, value in summary.items():
+        if isinstance(value, dict) and all(isinstance(item, str) for item in value.values()):
+            value = len(value)  # location -> reason: count the locations
         if isinstance(value, dict):
             if isinstance(total.setdefault(key, {}), dict):
                 _add_numbers(total[key], value)

@@ -127,13 +127,30 @@ class HostTestCase(unittest.TestCase):
         return body
 
 
-def stored_files(directory: str) -> List[str]:
-    """Return the relative paths of the files under ``directory`` (temporary files included)."""
+def stored_files(directory: str, manifests: bool = False) -> List[str]:
+    """Return the relative paths of the files under ``directory`` (temporary files included).
+
+    The replica's integrity manifests (one small file next to each copy) are
+    left out unless ``manifests`` is True.
+    """
     found = []
     for root, _, files in os.walk(directory):
         for name in files:
-            found.append(os.path.relpath(os.path.join(root, name), directory))
+            path = os.path.join(root, name)
+            if manifests or not _is_manifest(path):
+                found.append(os.path.relpath(path, directory))
     return sorted(found)
+
+
+def _is_manifest(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_MANIFEST_START)) == _MANIFEST_START
+    except OSError:
+        return False
+
+
+_MANIFEST_START = b'{"algorithm":"sha256","block_size":'
 
 
 class HostProcess:

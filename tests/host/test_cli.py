@@ -30,6 +30,9 @@ from tests.host.support import (
 )
 
 
+MIB_HALF = 512 * 1024
+
+
 def stored_files_path(directory: str, exclude: str) -> str:
     """Return the path of the one stored file under ``directory`` other than ``exclude``."""
     others = [path for path in stored_files(directory) if path != exclude]
@@ -150,7 +153,7 @@ class TestObjectCommands(CliTestCase):
         self.assertEqual(code, EXIT_OK, err)
 
     def test_every_command_has_help(self):
-        for command in ("serve", "put", "get", "rm", "stat", "repair", "check"):
+        for command in ("serve", "put", "get", "rm", "stat", "repair", "scrub", "check"):
             with self.subTest(command=command):
                 code, out, _ = self.vsm(command, "--help")
                 self.assertEqual(code, 0)
@@ -195,6 +198,38 @@ class TestRepairCommand(CliTestCase):
         self.assertEqual([item["key"] for item in failed], ["lost"])
         self.assertIn("ObjectNotFound", failed[0]["error"])
         self.assertEqual(len(stored_files(self.location("loc-c"))), 1, "fine was refilled")
+
+    def test_scrub_finds_a_damaged_copy_and_repair_fixes_it(self):
+        data = bytes(range(256)) * 8192  # 2 MiB
+        self.host.request("PUT", "/objects/mirror/victim", data=data)
+        self.host.request("PUT", "/objects/mirror/fine", data=b"fine")
+        copies = json.loads(self.host.app.store.get_object("mirror", "victim").module_data)[
+            "copies"]
+        path = os.path.join(self.location("loc-c"), copies["loc-c"]["md"])
+        with open(path, "r+b") as file:
+            file.seek(MIB_HALF)
+            file.write(b"\0rot")
+        code, out, err = self.vsm("scrub", "--json", "--rate-mib", "1000", "--pause", "0.01")
+        self.assertEqual(code, 1, out + err)
+        report = json.loads(out)
+        self.assertFalse(report["ok"])
+        module = report["modules"][0]
+        self.assertEqual(module["module"], "mirror")
+        self.assertEqual(module["objects"], 2)
+        self.assertEqual([item["key"] for item in module["damaged"]], ["victim"])
+        self.assertIn("loc-c", module["damaged"][0]["damaged"])
+        code, out, err = self.vsm("repair", "mirror")
+        self.assertEqual(code, 0, out + err)
+        with open(path, "rb") as file:
+            self.assertEqual(file.read(), data)
+        code, out, err = self.vsm("scrub", "mirror")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("mirror: 2 object(s) scrubbed, 6 copies ok, 0 damaged", out)
+
+    def test_scrub_of_a_module_that_cannot_scrub(self):
+        code, out, err = self.vsm("scrub", "loc-a")
+        self.assertEqual(code, 1)
+        self.assertIn("cannot scrub", out)
 
     def test_repair_of_a_module_that_cannot_repair(self):
         code, out, err = self.vsm("repair", "loc-a")

@@ -5,6 +5,7 @@ import os
 import threading
 import unittest
 
+from modules.errors import LocationUnavailable
 from modules.testing import payload
 from tests.replica.helpers import MIB, ReplicaTestCase
 
@@ -123,7 +124,10 @@ class TestNoGrowth(ReplicaTestCase):
         self.faulty["loc-a"].fail("get_read_stream")
         for index in range(40):
             module_data = self.store(payload(5000, seed=index))
-            self.read(module_data)
+            # loc-a cannot open, loc-b breaks after 10 bytes, loc-c has no copy: no copy can
+            # serve the object (before integrity, a 10-byte read was returned as the object).
+            with self.assertRaises(LocationUnavailable):
+                self.read(module_data)
         self.assertEqual(open_fds(self.root), fds_warm, "failed operations leaked open files")
         self.assertLessEqual(pool_threads(name), threads_warm + 3)
 
