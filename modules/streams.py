@@ -87,7 +87,7 @@ class ReadStream(io.RawIOBase):
         return self._position
 
     def read(self, size: Optional[int] = -1) -> bytes:
-        """Read up to ``size`` bytes (all that remain when ``size`` is -1 or None).
+        """Read ``size`` bytes, fewer only at the end (all that remain when -1 or None).
 
         Returns:
             bytes: ``b''`` only at the end of the stream.
@@ -103,12 +103,13 @@ class ReadStream(io.RawIOBase):
         size = min(size, remaining)
         if size <= 0:
             return b""
-        if size <= DEFAULT_CHUNK_SIZE:
-            data = self._read_at(self._position, size)
-            self._position += len(data)
+        data = self._read_at(self._position, min(size, DEFAULT_CHUNK_SIZE))
+        self._position += len(data)
+        if len(data) == size:
             return data
-        parts = []
-        while size > 0:
+        parts = [data]
+        size -= len(data)
+        while size > 0:  # the primitive may return less than asked: keep going
             data = self._read_at(self._position, min(size, DEFAULT_CHUNK_SIZE))
             self._position += len(data)
             size -= len(data)

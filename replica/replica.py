@@ -672,6 +672,20 @@ class ReplicaStorage(StorageModule):
         with self._lock:
             return object_id in self._tombstones
 
+    def _undo_if_deleted(self, context: Optional[dict], data: formats.ReplicaData,
+                         repaired: List[str]) -> List[str]:
+        """Remove copies a repair just wrote if the object was deleted meanwhile.
+
+        Returns:
+            list: ``repaired``, or [] when the object was deleted.
+        """
+        if not repaired or not self._is_buried(data.object_id):
+            return repaired
+        log.warning("object %s was deleted while being repaired; removing the copies just "
+                    "written at %s", data.object_id, ", ".join(repaired))
+        self._delete_copies(context, data, repaired)
+        return []
+
     def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
         """Record an entry; return False when it could not be recorded (logged)."""
         self._journal_hint = True
@@ -848,6 +862,7 @@ class ReplicaStorage(StorageModule):
                     failures.setdefault(name, LocationUnavailable(
                         "not repaired: the copies it would be rebuilt from failed"))
                 break
+        repaired = self._undo_if_deleted(context, data, repaired)
         damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
         report.update(present=list(report["ok"]), repaired=repaired,
                       failed={name: "%s: %s" % (type(error).__name__, error)
@@ -985,12 +1000,8 @@ class ReplicaStorage(StorageModule):
             failures = dict(result.failures)
             if result.incomplete:
                 self._delete_copies(context, data, sorted(result.incomplete))
-        repaired = [location.name for location, _ in missing if location.name not in failures]
-        if repaired and self._is_buried(data.object_id):
-            log.warning("object %s was deleted while being repaired; removing the copies just "
-                        "written at %s", data.object_id, ", ".join(repaired))
-            self._delete_copies(context, data, repaired)
-            repaired = []
+        repaired = self._undo_if_deleted(
+            context, data, [location.name for location, _ in missing if location.name not in failures])
         report["repaired"] = repaired
         report["failed"] = {name: str(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
