@@ -89,6 +89,8 @@ class ReadStream(io.RawIOBase):
     def read(self, size: Optional[int] = -1) -> bytes:
         """Read ``size`` bytes, fewer only at the end (all that remain when -1 or None).
 
+        A read that fails leaves the position where it was.
+
         Returns:
             bytes: ``b''`` only at the end of the stream.
 
@@ -109,11 +111,16 @@ class ReadStream(io.RawIOBase):
             return data
         parts = [data]
         size -= len(data)
-        while size > 0:  # the primitive may return less than asked: keep going
-            data = self._read_at(self._position, min(size, DEFAULT_CHUNK_SIZE))
-            self._position += len(data)
-            size -= len(data)
-            parts.append(data)
+        start = self._position - len(data)
+        try:
+            while size > 0:  # the primitive may return less than asked: keep going
+                data = self._read_at(self._position, min(size, DEFAULT_CHUNK_SIZE))
+                self._position += len(data)
+                size -= len(data)
+                parts.append(data)
+        except BaseException:
+            self._position = start  # a failed read consumes nothing: the caller may retry
+            raise
         return b"".join(parts)
 
     def readinto(self, buffer) -> int:

@@ -33,6 +33,24 @@ class TestReadStream(unittest.TestCase):
         self.assertEqual(stream.read(50), data[-10:])
         self.assertEqual(stream.read(), b"")
 
+    def test_a_failed_read_leaves_the_position(self):
+        stream = _Trickle(bytes(100000))
+        original = stream._read_at
+        calls = []
+
+        def failing(position, size):
+            calls.append(position)
+            if len(calls) == 3:
+                raise OSError("gone")
+            return original(position, size)
+
+        stream._read_at = failing
+        stream.seek(10)
+        with self.assertRaises(OSError):
+            stream.read(50000)
+        self.assertEqual(stream.tell(), 10)
+        self.assertEqual(len(stream.read(50000)), 50000)
+
     def test_seek_rules_and_close(self):
         stream = _Trickle(b"0123456789")
         self.assertEqual(stream.seek(3), 3)

@@ -59,9 +59,10 @@ class TestFaultyStorage(unittest.TestCase):
         module_data = self.store(data)
         self.faulty.fail("read", after_bytes=1000, times=1)
         with self.faulty.get_read_stream(None, module_data) as stream:
-            self.assertEqual(stream.read(5000), data[:1000])
+            self.assertEqual(stream.read(1000), data[:1000])
             with self.assertRaises(LocationUnavailable):
                 stream.read(5000)
+            self.assertEqual(stream.tell(), 1000, "a failed read must not move the position")
         with self.faulty.get_read_stream(None, module_data) as stream:
             self.assertEqual(stream.read(), data)
 
