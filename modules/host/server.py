@@ -49,6 +49,8 @@ class HostServer:
             ident="vsm", clear_untrusted_proxy_headers=True,
             **dict({"recv_bytes": RECV_BYTES}, **adjustments))
         self._stopped = threading.Event()
+        self._shutdown_lock = threading.Lock()
+        self._shutting_down = False
 
     @property
     def host(self) -> str:
@@ -83,10 +85,14 @@ class HostServer:
         Running requests get up to 5 seconds to finish while the event loop
         still flushes their answers; then every connection is closed.
         """
-        if self._stopped.is_set():
-            return True
-        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        self._server.trigger.pull_trigger(self._close_sockets)
+        with self._shutdown_lock:
+            first, self._shutting_down = not self._shutting_down, True
+        if first and not self._stopped.is_set():
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            try:
+                self._server.trigger.pull_trigger(self._close_sockets)
+            except OSError as error:  # the loop closed its trigger: it is ending by itself
+                log.debug("the server loop is already ending: %s", error)
         return self._stopped.wait(timeout)
 
     def _close_sockets(self) -> None:
