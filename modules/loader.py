@@ -1,6 +1,6 @@
 """Load a configured module by dotted path, the way the platform does."""
 import importlib
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from modules import StorageModule
 from modules.errors import ConfigurationError

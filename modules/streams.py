@@ -8,9 +8,9 @@ import io
 import os
 from typing import Optional
 
-from modules.errors import DataCorrupted, LocationUnavailable
+from modules.errors import DataCorrupted, LocationUnavailable, SourceStreamError, StorageError
 
-__all__ = ["ReadStream", "FileReadStream"]
+__all__ = ["ReadStream", "FileReadStream", "read_source_chunk"]
 
 #: Largest piece a single primitive call is asked for when reading to the end.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
@@ -177,3 +177,36 @@ class FileReadStream(ReadStream):
 
     def _release(self) -> None:
         self._file.close()
+
+
+def read_source_chunk(source, size: int, done: int = 0) -> bytes:
+    """Read up to ``size`` bytes from the source stream given to ``assign``.
+
+    ``done`` (bytes read so far) only goes into error messages.
+
+    Returns:
+        bytes: a chunk (``b''`` at the end); a ``bytearray`` or
+        ``memoryview`` from the source is copied, since sources may reuse
+        their buffers.
+
+    Raises:
+        SourceStreamError: the source raised (chained as ``__cause__``),
+            returned None (a non-blocking stream) or text.
+        StorageError: SDK errors raised by the source pass through.
+    """
+    try:
+        chunk = source.read(size)
+    except StorageError:
+        raise
+    except Exception as error:
+        raise SourceStreamError("reading the source stream failed after %d bytes: %s: %s" % (
+            done, type(error).__name__, error)) from error
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    if chunk is None:
+        raise SourceStreamError("the source stream returned None (a non-blocking stream?); "
+                                "assign needs a blocking binary stream")
+    raise SourceStreamError("assign needs a binary stream, but read() returned %s; open files "
+                            "in 'rb' mode" % type(chunk).__name__)

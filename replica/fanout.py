@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Dict, Optional, Set
 
 from modules.errors import LocationTimeout, LocationUnavailable, SourceStreamError, StorageError
+from modules.streams import read_source_chunk
 from replica.workers import WorkerPool
 
 __all__ = ["ChunkChannel", "FanOut", "FanOutResult", "CHUNK_SIZE", "QUEUE_DEPTH"]
@@ -266,7 +267,7 @@ class FanOut:
         live = dict(channels)
         total = 0
         while live:
-            chunk = _read_source(source, self._chunk_size, total)
+            chunk = read_source_chunk(source, self._chunk_size, total)
             for name, channel in list(live.items()):
                 try:
                     accepted = channel.put(chunk, self._write_timeout)
@@ -337,22 +338,3 @@ def _run_writer(writer: Callable[[ChunkChannel], Any], channel: ChunkChannel) ->
     finally:
         channel.consumer_finished()
 
-
-def _read_source(source: BinaryIO, size: int, done: int) -> bytes:
-    """Read one chunk of the source; translate its failures to SourceStreamError."""
-    try:
-        chunk = source.read(size)
-    except StorageError:
-        raise
-    except Exception as error:
-        raise SourceStreamError("reading the source stream failed after %d bytes: %s: %s" % (
-            done, type(error).__name__, error)) from error
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)  # the source may reuse its buffer; writers keep ours
-    if chunk is None:
-        raise SourceStreamError("the source stream returned None (a non-blocking stream?); "
-                                "assign needs a blocking binary stream")
-    raise SourceStreamError("assign needs a binary stream, but read() returned %s; open files "
-                            "in 'rb' mode" % type(chunk).__name__)

@@ -34,6 +34,7 @@ import requests
 import requests.adapters
 
 from modules import StorageModule
+from modules.keys import SHARDED_KEY, new_sharded_key
 from modules.errors import (
     AuthenticationFailed,
     InvalidModuleData,
@@ -53,8 +54,6 @@ __all__ = ["HTTPStorage"]
 
 log = logging.getLogger(__name__)
 
-# Two levels of 256 shards, like simple's: 'xx/yy/<32 hex>' with xx, yy the hash's start.
-_MODULE_DATA = re.compile(r"\A([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{32})\Z")
 _TEMP_PREFIX = ".upload-"
 _DAV = "{DAV:}"
 _PROPFIND_QUOTA = (b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -130,8 +129,7 @@ class HTTPStorage(StorageModule):
         Returns:
             str: the module_data for a new object.
         """
-        name = uuid.uuid4().hex
-        return "%s/%s/%s" % (name[:2], name[2:4], name)
+        return new_sharded_key()
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Upload ``stream`` to a temporary name, check its size, and MOVE it into place.
@@ -361,7 +359,7 @@ class HTTPStorage(StorageModule):
 
     def _ensure_collections(self, module_data: str) -> None:
         """MKCOL ``xx/`` and ``xx/yy/`` below the base URL unless known to exist."""
-        first, second, _ = _MODULE_DATA.match(module_data).groups()
+        first, second, _ = SHARDED_KEY.match(module_data).groups()
         leaf = "%s/%s/" % (first, second)
         with self._lock:
             if leaf in self._known_collections:
@@ -377,7 +375,7 @@ class HTTPStorage(StorageModule):
             self._known_collections.add(leaf)
 
     def _forget_collections(self, module_data: str) -> None:
-        first, second, _ = _MODULE_DATA.match(module_data).groups()
+        first, second, _ = SHARDED_KEY.match(module_data).groups()
         with self._lock:
             self._known_collections.discard("%s/%s/" % (first, second))
 
@@ -510,7 +508,7 @@ class HTTPStorage(StorageModule):
         return capacity, reason
 
     def _object_url(self, module_data) -> str:
-        match = _MODULE_DATA.match(module_data) if isinstance(module_data, str) else None
+        match = SHARDED_KEY.match(module_data) if isinstance(module_data, str) else None
         if not match or match.group(3)[:2] != match.group(1) or \
                 match.group(3)[2:4] != match.group(2):
             shown = module_data[:80] if isinstance(module_data, str) else module_data

@@ -13,22 +13,20 @@ Written to be copied. The habits it shows:
 """
 import logging
 import os
-import re
 import threading
 import uuid
 from typing import Any, BinaryIO, Dict, Optional
 
-from modules import StorageModule, UNKNOWN
+from modules import StorageModule
 from modules.errors import (
     ConfigurationError,
     InvalidModuleData,
     LocationUnavailable,
-    ObjectNotFound,
-    SourceStreamError,
     StorageError,
 )
 from modules.fs_errors import convert_os_errors
-from modules.streams import FileReadStream
+from modules.keys import SHARDED_KEY, new_sharded_key
+from modules.streams import FileReadStream, read_source_chunk
 
 __all__ = ["SimpleStorage"]
 
@@ -37,8 +35,6 @@ log = logging.getLogger(__name__)
 #: Bytes read from the source per call in ``assign``.
 CHUNK_SIZE = 1024 * 1024
 
-# Two levels of 256 shards keep directories small for millions of objects.
-_MODULE_DATA = re.compile(r"\A[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}\Z")
 _TEMP_PREFIX = ".tmp-"
 
 
@@ -83,8 +79,7 @@ class SimpleStorage(StorageModule):
         Returns:
             str: the module_data for a new object.
         """
-        name = uuid.uuid4().hex
-        return "%s/%s/%s" % (name[:2], name[2:4], name)
+        return new_sharded_key()
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Stream ``stream`` into the object's file: temp file, fsync, rename.
@@ -219,7 +214,7 @@ class SimpleStorage(StorageModule):
     # -- helpers ----------------------------------------------------------
 
     def _object_path(self, module_data) -> str:
-        if not isinstance(module_data, str) or not _MODULE_DATA.match(module_data):
+        if not isinstance(module_data, str) or not SHARDED_KEY.match(module_data):
             shown = module_data if not isinstance(module_data, str) else module_data[:80]
             raise InvalidModuleData(
                 "%r is not module_data produced by SimpleStorage (expected 'xx/yy/<32 hex>')"
@@ -245,24 +240,15 @@ class SimpleStorage(StorageModule):
 def _copy_stream(source: BinaryIO, target) -> int:
     """Copy ``source`` to ``target`` in chunks; return the byte count.
 
-    Errors raised by the source become :class:`SourceStreamError` (SDK errors
-    pass through); errors from the target propagate as ``OSError``.
+    Source failures become :class:`SourceStreamError` (see
+    :func:`modules.streams.read_source_chunk`); errors from the target
+    propagate as ``OSError``.
     """
     written = 0
     while True:
-        try:
-            chunk = source.read(CHUNK_SIZE)
-        except StorageError:
-            raise
-        except Exception as error:
-            raise SourceStreamError("reading the source stream failed after %d bytes: %s: %s" % (
-                written, type(error).__name__, error)) from error
+        chunk = read_source_chunk(source, CHUNK_SIZE, written)
         if not chunk:
             return written
-        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise SourceStreamError(
-                "assign needs a binary stream, but read() returned %s; open files in 'rb' mode"
-                % type(chunk).__name__)
         view = memoryview(chunk)
         while view:
             view = view[target.write(view):]

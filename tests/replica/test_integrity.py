@@ -11,7 +11,7 @@ import subprocess
 import sys
 import unittest
 
-from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound
+from modules.errors import DataCorrupted, ObjectNotFound
 from modules.testing import payload
 from replica import module_data as formats
 from replica.manifest import BLOCK_SIZE, BlockHasher, parse
