@@ -16,6 +16,11 @@ Everything is measured in the same run, on the same filesystem:
 * **read plain**: one copy read with ``open(..., 'rb')`` in 1 MiB reads.
 * **read replica**: the same object read through the replica's stream.
 
+``--integrity off`` measures the replica without manifests and verified
+reads; the default (``on``, as shipped) verifies every block with SHA-256,
+which bounds warm-cache reads by the hash's speed (see
+``bench/bench_integrity.py`` and docs/replica.md).
+
 Each measurement runs in a fresh child process, so its peak RSS is its own.
 The best of ``--repeat`` runs (alternating which goes first) is reported,
 next to the median, with the ratios the targets are
@@ -89,7 +94,8 @@ def _replica(out: str):
     dirs = [os.path.join(out, name) for name in ("a", "b", "c")]
     for directory in dirs:
         os.makedirs(directory, exist_ok=True)
-    return ReplicaStorage(*["file://%s" % directory for directory in dirs])
+    return ReplicaStorage(*["file://%s" % directory for directory in dirs],
+                          integrity=os.environ.get("BENCH_INTEGRITY", "on"))
 
 
 def write_replica(source: str, out: str) -> dict:
@@ -215,13 +221,18 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="where to write (default: the temp dir)")
     parser.add_argument("--drop-caches", action="store_true",
                         help="empty the page cache before each read (root only)")
+    parser.add_argument("--integrity", choices=("on", "off"), default="on",
+                        help="the replica's integrity option (default on, as shipped; off "
+                             "measures the replica's own overhead without SHA-256)")
     args = parser.parse_args()
+    os.environ["BENCH_INTEGRITY"] = args.integrity
     size = args.size_mib * MIB
     work = tempfile.mkdtemp(prefix="bench-replica-", dir=args.dir)
     try:
         source = os.path.join(work, "source")
         make_source(source, size)
-        print("object %d MiB, %d runs each, in %s" % (args.size_mib, args.repeat, work))
+        print("object %d MiB, %d runs each, integrity=%s, in %s" % (
+            args.size_mib, args.repeat, args.integrity, work))
         writes = {"baseline": [], "replica": []}
         module_data = None
         out_replica = os.path.join(work, "replica")
