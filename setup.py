@@ -7,7 +7,7 @@ compiled code, as the platform expects.
 """
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import Command, find_packages, setup
 from setuptools.command.bdist_egg import bdist_egg
 
 #: What the deployment egg holds: the shipped vendor module and nothing else.
@@ -38,8 +38,34 @@ class VendorEgg(bdist_egg):
             sys.dont_write_bytecode = previous
 
 
+class NoseTests(Command):
+    """``python setup.py nosetests``: the seeds' way to run the suite (same as ``nosetests``)."""
+
+    description = "run the test suite with nose (options from setup.cfg [nosetests])"
+    user_options = [("where=", "w", "directory to look for tests in"),
+                    ("verbosity=", None, "nose's verbosity")]
+
+    def initialize_options(self):
+        self.where = None
+        self.verbosity = None
+
+    def finalize_options(self):
+        pass
+
+    def run(self):
+        import nose
+
+        argv = ["nosetests"]
+        if self.where:
+            argv += ["--where", self.where]
+        if self.verbosity:
+            argv += ["--verbosity", str(self.verbosity)]
+        if not nose.run(argv=argv):
+            raise SystemExit(1)
+
+
 setup(
     packages=find_packages(include=["modules", "modules.*", "simple", "simple.*",
                                     "replica", "replica.*"]),
-    cmdclass={"bdist_egg": VendorEgg},
+    cmdclass={"bdist_egg": VendorEgg, "nosetests": NoseTests},
 )
