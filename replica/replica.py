@@ -34,7 +34,7 @@ from replica import module_data as formats
 from replica.failover import exhausted_error, open_failover_stream
 from replica.fanout import ChunkChannel, FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
+from replica.locations import OK, Location, scrub
 from replica.manifest import BlockHasher, HashingReader, Manifest
 from replica.scrub import (
     DAMAGED,
@@ -48,7 +48,7 @@ from replica.scrub import (
 )
 from replica.scrub import OK as COPY_OK
 from replica.settings import parse_settings
-from replica.statistics import child_capacity, json_safe, summarize
+from replica.statistics import journal_report, location_reports, summarize
 from replica.verified import VerifiedReadStream, find_reference, open_verified_stream
 from replica.workers import WorkerPool
 
@@ -1164,43 +1164,8 @@ class ReplicaStorage(StorageModule):
     # -- statistics -------------------------------------------------------
 
     def _statistics(self, context: Optional[dict]) -> Dict[str, Any]:
-        calls = {}
-        errors: Dict[str, StorageError] = {}
-        for location in self._locations:
-            try:
-                module = location.module(context)
-            except Exception as error:  # a platform resolver may raise anything
-                errors[location.name] = location.translate(error, "getModule")
-                continue
-            calls[location.name] = functools.partial(_child_statistics, location, module, context)
-        results = self._parallel(calls)
-        reports = []
-        for location in self._locations:
-            snapshot = location.snapshot()
-            ok, value = results.get(location.name, (False, errors.get(location.name)))
-            entry = dict(snapshot, capacity=None, statistics=None, reason=None)
-            if not ok:
-                entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
-                if snapshot["health"] != ERROR_LIMITED:
-                    entry["health"] = DOWN
-            else:
-                entry["statistics"] = json_safe(value)
-                entry["capacity"] = child_capacity(value)
-                status = value.get("status") if isinstance(value, dict) else None
-                if status not in (None, "ok", OK):
-                    entry["reason"] = str(value.get("reason") or "status %s" % status)
-                    if snapshot["health"] != ERROR_LIMITED:
-                        entry["health"] = DOWN
-            reports.append(entry)
-        journal = {"durable": self._journal.durable, "path": self._journal.path,
-                   "limit": self._journal.limit, "dropped": self._journal.dropped}
-        try:
-            counts = self._journal.counts()
-            journal.update(copies=counts[COPY], deletes=counts[DELETE])
-        except StorageError as error:
-            journal.update(copies=-1, deletes=-1, error=str(error))
-        if not self._journal.durable:
-            journal["note"] = "kept in memory and lost on restart; set state_dir to keep it"
+        reports = location_reports(context, self._locations, self._parallel)
+        journal = journal_report(self._journal)
         with self._lock:
             operations = dict(self._counters)
         return summarize(reports, self.settings.write_quorum, journal, {
@@ -1243,16 +1208,6 @@ def _delete_copy(context: Optional[dict], location: Location, child: str,
         except ObjectNotFound:
             pass
     location.call(context, "delete", child)
-
-
-def _child_statistics(location: Location, module: StorageModule,
-                      context: Optional[dict]) -> Any:
-    """Call a child's statistics without touching its health; translate failures."""
-    try:
-        return module.statistics(context)
-    except Exception as error:  # statistics of a broken child: report, never raise
-        translated = location.translate(error, "statistics")
-        raise translated from error
 
 
 def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
