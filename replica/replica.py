@@ -32,9 +32,10 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.failover import exhausted_error, open_failover_stream
-from replica.fanout import ChunkChannel, FanOut, FanOutResult
+from replica.copies import delete_copy, writer
+from replica.fanout import FanOut, FanOutResult
 from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import OK, Location, scrub
+from replica.locations import OK, Location, describe_failures, limited_error
 from replica.manifest import BlockHasher, HashingReader, Manifest
 from replica.scrub import (
     DAMAGED,
@@ -193,10 +194,10 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
                 % (len(copies), len(self._locations), self.settings.write_quorum,
-                   _describe(failures)))
+                   describe_failures(failures)))
         if failures:
             log.warning("new object will have no copy at %s: %s",
-                        ", ".join(failures), _describe(failures))
+                        ", ".join(failures), describe_failures(failures))
         try:
             text = formats.encode(formats.new_object_id(), copies)
         except InvalidModuleData as error:
@@ -235,7 +236,7 @@ class ReplicaStorage(StorageModule):
         checks = {}
         for location, child in present:
             if location.is_limited():
-                failures[location.name] = _limited(location)
+                failures[location.name] = limited_error(location)
             else:
                 checks[location.name] = functools.partial(
                     check_copy, context, location, child, data.manifest_md(location.name))
@@ -260,7 +261,7 @@ class ReplicaStorage(StorageModule):
         hasher = BlockHasher() if data.verified and targets else None
         try:
             result = self._fanout.run(stream if hasher is None else HashingReader(stream, hasher),
-                                      {name: _writer(context, location, child)
+                                      {name: writer(context, location, child)
                                        for name, (location, child) in targets.items()})
         except BaseException:
             self._count(writes_failed=1)
@@ -286,7 +287,7 @@ class ReplicaStorage(StorageModule):
         if missing or unconfigured:
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
-                        ", ".join(missing + unconfigured), _describe(failures))
+                        ", ".join(missing + unconfigured), describe_failures(failures))
         self._after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
@@ -317,10 +318,10 @@ class ReplicaStorage(StorageModule):
         answered = {name: value for name, (ok, value) in answers.items() if ok}
         if not answered:
             failures = {name: value for name, (_, value) in answers.items()}
-            failures.update((location.name, _limited(location))
+            failures.update((location.name, limited_error(location))
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
-                                      % (data.object_id, _describe(failures)))
+                                      % (data.object_id, describe_failures(failures)))
         self._after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
@@ -388,10 +389,10 @@ class ReplicaStorage(StorageModule):
         deferred: Dict[str, StorageError] = {}
         for location, child in present:
             if location.is_limited():
-                deferred[location.name] = _limited(location)
+                deferred[location.name] = limited_error(location)
             else:
                 calls[location.name] = functools.partial(
-                    _delete_copy, context, location, child, data.manifest_md(location.name))
+                    delete_copy, context, location, child, data.manifest_md(location.name))
         for name, (ok, value) in self._parallel(calls).items():
             if ok or isinstance(value, ObjectNotFound):
                 continue
@@ -413,7 +414,7 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable(
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
-                % (data.object_id, ", ".join(unrecorded), _describe(unrecorded)))
+                % (data.object_id, ", ".join(unrecorded), describe_failures(unrecorded)))
         self._after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
@@ -707,7 +708,7 @@ class ReplicaStorage(StorageModule):
     def _delete_copies(self, context: Optional[dict], data: formats.ReplicaData,
                        names: Sequence[str]) -> None:
         """Delete the copies at ``names`` (in parallel); journal the ones that fail."""
-        calls = {name: functools.partial(_delete_copy, context, self._by_name[name],
+        calls = {name: functools.partial(delete_copy, context, self._by_name[name],
                                          data.child_md(name), data.manifest_md(name))
                  for name in names}
         for name, (ok, value) in self._parallel(calls).items():
@@ -778,7 +779,7 @@ class ReplicaStorage(StorageModule):
         for location, child in present:
             if not probe and location.is_limited():
                 states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"
-                                                   % _limited(location))
+                                                   % limited_error(location))
                 continue
             states[location.name] = verify_copy(context, location, child,
                                                 data.manifest_md(location.name), reference, pacer)
@@ -886,7 +887,7 @@ class ReplicaStorage(StorageModule):
         """
         failures: Dict[str, StorageError] = {}
         if damaged:
-            calls = {location.name: functools.partial(_delete_copy, context, location, child,
+            calls = {location.name: functools.partial(delete_copy, context, location, child,
                                                       data.manifest_md(location.name))
                      for location, child in targets if location.name in damaged}
             for name, (ok, value) in self._parallel(calls).items():
@@ -904,7 +905,7 @@ class ReplicaStorage(StorageModule):
             return [], failures
         try:
             result = self._fanout.run(source, {
-                location.name: _writer(context, location, child) for location, child in live},
+                location.name: writer(context, location, child) for location, child in live},
                 queue_timeout=queue_timeout)
         except StorageError as error:
             for location, _ in live:
@@ -970,7 +971,7 @@ class ReplicaStorage(StorageModule):
         missing: List[Placed] = []
         unreachable: Dict[str, StorageError] = {}
         for location, child in present:
-            ok, value = answers.get(location.name, (False, _limited(location)))
+            ok, value = answers.get(location.name, (False, limited_error(location)))
             if not ok:
                 unreachable[location.name] = value
             elif value is True:
@@ -984,7 +985,7 @@ class ReplicaStorage(StorageModule):
         if missing and not holders:
             if unreachable:
                 raise LocationUnavailable("object %s: no location holding a copy can be reached: "
-                                          "%s" % (data.object_id, _describe(unreachable)))
+                                          "%s" % (data.object_id, describe_failures(unreachable)))
             raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
                                  module_data=data.text)
         failures: Dict[str, StorageError] = {}
@@ -992,7 +993,7 @@ class ReplicaStorage(StorageModule):
             source = open_failover_stream(context, data.text, holders, self._retry)
             try:
                 result = self._fanout.run(source, {
-                    location.name: _writer(context, location, child)
+                    location.name: writer(context, location, child)
                     for location, child in missing}, queue_timeout=queue_timeout)
             finally:
                 source.close()
@@ -1073,7 +1074,7 @@ class ReplicaStorage(StorageModule):
         try:
             if entry.kind == DELETE:
                 try:
-                    _delete_copy(context, location, child, data.manifest_md(entry.location))
+                    delete_copy(context, location, child, data.manifest_md(entry.location))
                 except ObjectNotFound:
                     pass
                 log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
@@ -1191,25 +1192,6 @@ class ReplicaStorage(StorageModule):
         self._count(read_failovers=1)
 
 
-def _writer(context: Optional[dict], location: Location,
-            child: str) -> Callable[[ChunkChannel], None]:
-    """Return the fan-out writer that stores a channel's bytes at ``location``."""
-    def write(channel: ChunkChannel) -> None:
-        location.call(context, "assign", child, channel)
-    return write
-
-
-def _delete_copy(context: Optional[dict], location: Location, child: str,
-                 manifest_md: Optional[str]) -> None:
-    """Delete a copy: its manifest first (so it stops counting), then its data."""
-    if manifest_md is not None:
-        try:
-            location.call(context, "delete", manifest_md)
-        except ObjectNotFound:
-            pass
-    location.call(context, "delete", child)
-
-
 def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
     """Return [a damaged target] whose every block is intact in some other damaged copy.
 
@@ -1224,21 +1206,11 @@ def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
     return []
 
 
-def _limited(location: Location) -> LocationUnavailable:
-    return LocationUnavailable("location %s is error-limited after repeated failures; skipped "
-                               "for now" % location.name, location=location.name)
-
-
-def _describe(failures: Dict[str, BaseException]) -> str:
-    return scrub("; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                           for name, error in failures.items())) or "no details"
-
-
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
                   failures: Dict[str, StorageError], what: str) -> StorageError:
     message = ("object %s: only %d of %d copies could be stored, write_quorum is %d; %s. "
                "Failures: %s" % (data.object_id, copies, len(data.copies), quorum, what,
-                                 _describe(failures)))
+                                 describe_failures(failures)))
     full = failures and all(isinstance(error, InsufficientStorage)
                             for error in failures.values())
     error: StorageError = InsufficientStorage(message) if full else LocationUnavailable(message)
