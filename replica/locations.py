@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from modules import StorageModule
 from modules.context import get_module
@@ -35,7 +35,7 @@ from modules.loader import load_module
 from replica.settings import HTTP_MODULE, LocationSpec
 
 __all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "describe_failures", "limited_error",
-           "scrub"]
+           "Placed", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,10 @@ class Location:
 def scrub(text: str) -> str:
     """Return ``text`` with ``user:password@`` removed from any URL it quotes."""
     return _USERINFO.sub(r"\1***@", text)
+
+
+#: A configured location and the object's child module_data there.
+Placed = Tuple[Location, str]
 
 
 def limited_error(location: Location) -> LocationUnavailable:
