@@ -31,10 +31,11 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.copies import delete_copy, writer
+from replica.drain import Drainer
 from replica.failover import exhausted_error, open_failover_stream
 from replica.fanout import FanOut, FanOutResult
-from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import OK, Location, Placed, describe_failures, limited_error
+from replica.journal import COPY, DELETE, open_journal
+from replica.locations import Location, Placed, describe_failures, limited_error
 from replica.manifest import BlockHasher, HashingReader, Manifest
 from replica.repairer import Repairer
 from replica.scrub import check_copy
@@ -47,12 +48,6 @@ __all__ = ["ReplicaStorage"]
 
 log = logging.getLogger(__name__)
 
-#: Journal entries one background drain handles at most.
-DRAIN_BATCH = 64
-#: Owed deletes retried in the caller's thread after a data call, at most.
-INLINE_DELETES = 4
-#: Journal entries fetched per query while replaying.
-_PAGE = 100
 #: Recently deleted object ids remembered, so that a repair running at the
 #: same time as the delete does not leave a copy or a journal entry behind.
 TOMBSTONES = 10000
@@ -114,12 +109,10 @@ class ReplicaStorage(StorageModule):
         self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
         self._repairer = Repairer(self)
-        self._drain_lock = threading.Lock()
         self._tombstones: "collections.OrderedDict[str, None]" = collections.OrderedDict()
-        self._next_drain: Optional[float] = None
         counts = self._journal_call("read", self._journal.counts)
-        #: False only when the journal is known to be empty (skips inline retries).
-        self._journal_hint = counts is None or any(counts.values())
+        self._drainer = Drainer(self, self._journal, self._repairer,
+                                hint=counts is None or any(counts.values()))
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
@@ -277,7 +270,7 @@ class ReplicaStorage(StorageModule):
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
                         ", ".join(missing + unconfigured), describe_failures(failures))
-        self._after_call(context)
+        self._drainer.after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Tell whether every location holds its copy.
@@ -311,7 +304,7 @@ class ReplicaStorage(StorageModule):
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
                                       % (data.object_id, describe_failures(failures)))
-        self._after_call(context)
+        self._drainer.after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
@@ -348,7 +341,7 @@ class ReplicaStorage(StorageModule):
             stream = open_failover_stream(context, module_data, candidates, self._retry,
                                           on_failover=self._count_failover)
             self._count(reads=1, unverified_reads=1)
-        self._after_call(context)
+        self._drainer.after_call(context)
         return stream
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
@@ -404,7 +397,7 @@ class ReplicaStorage(StorageModule):
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
                 % (data.object_id, ", ".join(unrecorded), describe_failures(unrecorded)))
-        self._after_call(context)
+        self._drainer.after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the object's size from the first location that knows it.
@@ -493,8 +486,7 @@ class ReplicaStorage(StorageModule):
             raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
         if module_data is None:
-            with self._drain_lock:
-                summary = self._replay(context, None, self.settings.queue_timeout, True)
+            summary = self._drainer.replay_all(context, self.settings.queue_timeout)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
@@ -548,14 +540,14 @@ class ReplicaStorage(StorageModule):
                 return
             self._closed = True
         self._pool.shutdown(timeout=self.settings.call_timeout)
-        drained = self._drain_lock.acquire(timeout=self.settings.call_timeout)
+        drained = self._drainer.lock.acquire(timeout=self.settings.call_timeout)
         if not drained:
             log.warning("closing the journal while a journal replay is still running")
         try:
             self._journal.close()
         finally:
             if drained:
-                self._drain_lock.release()
+                self._drainer.lock.release()
         for location in self._locations:
             location.close()
 
@@ -664,7 +656,7 @@ class ReplicaStorage(StorageModule):
 
     def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
         """Record an entry; return False when it could not be recorded (logged)."""
-        self._journal_hint = True
+        self._drainer.hint = True
         return bool(self._journal_call("record a %s in" % kind, self._journal.add,
                                        kind, name, data.object_id, data.text))
 
@@ -749,156 +741,6 @@ class ReplicaStorage(StorageModule):
         if lost:
             self._delete_copies(context, data, lost)
         return [name for name in names if name in stored]
-
-    def _replay(self, context: Optional[dict], limit: Optional[int], queue_timeout: float,
-                probe: bool) -> Dict[str, Any]:
-        """Retry journal entries (least recently tried first); the caller holds the drain lock.
-
-        ``queue_timeout`` is how long a copy may wait for free workers (0 in
-        the background: a busy pool leaves the entry for the next pass).
-        ``probe`` (an administrator's repair): error-limited locations are
-        tried too, until one of their entries fails and leaves them limited;
-        otherwise (background) they are skipped.
-        """
-        summary: Dict[str, Any] = {
-            "deletes": {"done": 0, "failed": 0, "obsolete": 0},
-            "copies": {"done": 0, "failed": 0, "obsolete": 0}}
-        seen = set()
-        handled = 0
-        given_up: set = set()
-        skipped: List[str] = []
-        while limit is None or handled < limit:
-            if probe:
-                skipped = sorted(given_up)
-            else:
-                skipped = [location.name for location in self._locations if location.is_limited()]
-            usable = [location.name for location in self._locations
-                      if location.name not in skipped]
-            page = [entry for entry in self._journal.entries(_PAGE, usable)
-                    if (entry.kind, entry.location, entry.object_id) not in seen]
-            if not page:
-                break
-            for entry in page:
-                if limit is not None and handled >= limit:
-                    break
-                if entry.location in given_up:
-                    continue
-                seen.add((entry.kind, entry.location, entry.object_id))
-                handled += 1
-                outcome = self._replay_entry(context, entry, queue_timeout, probe)
-                summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
-                if outcome == "failed" and self._by_name[entry.location].is_limited():
-                    given_up.add(entry.location)
-        summary["skipped_locations"] = skipped
-        try:
-            summary["remaining"] = self._journal.counts()
-        except StorageError as error:
-            summary["remaining"] = {"error": str(error)}
-        self._count(journal_replayed=handled)
-        return summary
-
-    def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
-                      queue_timeout: float, probe: bool) -> str:
-        """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
-        location = self._by_name[entry.location]
-        try:
-            data = formats.decode(entry.module_data)
-            child = data.child_md(entry.location)
-        except (InvalidModuleData, KeyError):
-            log.error("dropping a journal entry with unusable module_data (%s at %s)",
-                      entry.kind, entry.location)
-            self._journal.remove(entry.kind, entry.location, entry.object_id)
-            return "obsolete"
-        try:
-            if entry.kind == DELETE:
-                try:
-                    delete_copy(context, location, child, data.manifest_md(entry.location))
-                except ObjectNotFound:
-                    pass
-                log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
-            else:
-                report = self._repairer.repair_object(context, data, [entry.location],
-                                                      queue_timeout, probe)
-                if entry.location in report["failed"] or entry.location in report["unreachable"]:
-                    raise LocationUnavailable(report["failed"].get(entry.location) or
-                                              report["unreachable"][entry.location])
-        except ObjectNotFound as error:  # no copy left anywhere to copy from
-            log.error("object %s: cannot refill its copy at %s: %s", entry.object_id,
-                      entry.location, error)
-            self._journal.remove(entry.kind, entry.location, entry.object_id)
-            return "obsolete"
-        except StorageError as error:
-            self._journal.retry_failed(entry, "%s: %s" % (type(error).__name__, error))
-            return "failed"
-        self._journal.remove(entry.kind, entry.location, entry.object_id)
-        return "done"
-
-    def _after_call(self, context: Optional[dict]) -> None:
-        """Catch up on the journal a little after a data call (cheap when it is empty).
-
-        Retries up to INLINE_DELETES owed deletes in this thread, at
-        locations whose last call succeeded (so a location that just failed,
-        or is error-limited, costs nothing; one that fails is left alone for
-        the rest of the batch), then starts a background pass when
-        ``journal_interval`` has passed.
-        """
-        if self._journal_hint and not self._closed:
-            self._retry_deletes_inline(context)
-        self._maybe_drain(context)
-
-    def _retry_deletes_inline(self, context: Optional[dict]) -> None:
-        usable = [location.name for location in self._locations if location.health() == OK]
-        if not usable or not self._drain_lock.acquire(blocking=False):
-            return
-        try:
-            entries = self._journal.entries(INLINE_DELETES, usable, DELETE)
-            failed = set()
-            for entry in entries:
-                if entry.location in failed:
-                    continue
-                if self._replay_entry(context, entry, 0.0, False) == "failed":
-                    failed.add(entry.location)
-        except StorageError as error:
-            log.error("retrying deferred deletes failed: %s", error)
-        finally:
-            self._drain_lock.release()
-
-    def _maybe_drain(self, context: Optional[dict]) -> None:
-        """Start a background replay of some journal entries, at most every journal_interval."""
-        now = self._clock()
-        with self._lock:
-            if self._next_drain is None:  # the first drain comes one interval after start
-                self._next_drain = now + self.settings.journal_interval
-            if self._closed or now < self._next_drain:
-                return
-            self._next_drain = now + self.settings.journal_interval
-        if self._drain_lock.locked():
-            return
-        counts = self._journal_call("read", self._journal.counts)
-        if counts is not None:
-            self._journal_hint = any(counts.values())  # other processes may add entries too
-        if not counts or not any(counts.values()):
-            return
-        if not self._pool.reserve(1, 0):
-            return
-        try:
-            self._pool.submit(self._background_drain, context)
-        except StorageError as error:
-            self._pool.release(1)
-            log.debug("not draining the journal: %s", error)
-
-    def _background_drain(self, context: Optional[dict]) -> None:
-        if not self._drain_lock.acquire(blocking=False):
-            return
-        try:
-            if self._closed:
-                return
-            summary = self._replay(context, DRAIN_BATCH, 0.0, False)
-            log.info("journal drain: %s", summary)
-        except Exception:  # a background task has nobody to raise to
-            log.exception("draining the replica journal failed")
-        finally:
-            self._drain_lock.release()
 
     # -- statistics -------------------------------------------------------
 
