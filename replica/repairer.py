@@ -16,7 +16,7 @@ that writes, deletes and the journal behave the same on every path.
 """
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound, StorageError
 from replica import module_data as formats
@@ -47,17 +47,28 @@ class Repairer:
                       rate: Optional[float] = None) -> Dict[str, Any]:
         """Repair one object: verified (manifests) or by refilling missing copies (older ones).
 
+        ``only``: repair just the copies at these locations (None: every copy).
         ``probe``: check error-limited locations too (an administrator's repair).
+
+        Returns:
+            dict: ``present``, ``repaired``, ``failed``, ``unreachable`` (and
+            the scrub's keys for objects with manifests).
+
+        Raises:
+            ObjectNotFound: no copy exists anywhere.
+            LocationUnavailable: no location holding a copy can be reached.
         """
         if self._owner._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)
 
     def scrub(self, context: Optional[dict], data: formats.ReplicaData,
-              present: Sequence[Placed], rate: Optional[float], probe: bool = True):
+              present: Sequence[Placed], rate: Optional[float], probe: bool = True
+              ) -> Tuple[Dict[str, Any], Dict[str, CopyReport], Optional[Manifest]]:
         """Verify every copy; return (report, name -> CopyReport, reference manifest or None).
 
         ``probe``: check error-limited locations too (else they are unreachable).
+        Never raises for a problem of a copy or a location (it is in the report).
         """
         reference: Optional[Manifest] = None
         if data.verified:
@@ -67,7 +78,7 @@ class Repairer:
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
         pacer = Pacer(rate, self._owner._sleep)
-        states = {}
+        states: Dict[str, CopyReport] = {}
         for location, child in present:
             if not probe and location.is_limited():
                 states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"

@@ -5,6 +5,11 @@ module). A write succeeds when ``write_quorum`` copies exist; reads use the
 first copy that answers and switch copies transparently on failure; deletes
 that cannot reach a location are kept in a journal and retried; ``repair``
 refills missing copies. The administrator's guide is ``docs/replica.md``.
+
+This file holds the contract methods and the copy helpers they share;
+scrubbing and repairing one object live in :mod:`replica.repairer`,
+replaying the journal in :mod:`replica.drain`, building the statistics in
+:mod:`replica.statistics`.
 """
 import collections
 import concurrent.futures
