@@ -8,7 +8,10 @@ bounded pool), ``fanout`` (the one-pass fan-out writer), ``failover`` (the
 read stream that switches copies, for objects without manifests),
 ``manifest`` (block digests stored with each copy), ``verified`` (the read
 stream that verifies every block), ``scrub`` (checking one copy),
-``journal`` (deferred deletes and copies) and ``statistics``.
+``copies`` (writing and deleting one copy), ``repairer`` (scrubbing and
+repairing one object's copies), ``journal`` (deferred deletes and copies),
+``drain`` (replaying the journal) and ``statistics``; ``replica`` holds the
+``ReplicaStorage`` contract methods.
 """
 from replica.replica import ReplicaStorage
 

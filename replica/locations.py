@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from modules import StorageModule
 from modules.context import get_module
@@ -34,7 +34,8 @@ from modules.errors import (
 from modules.loader import load_module
 from replica.settings import HTTP_MODULE, LocationSpec
 
-__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "scrub"]
+__all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "describe_failures", "limited_error",
+           "Placed", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,22 @@ class Location:
 def scrub(text: str) -> str:
     """Return ``text`` with ``user:password@`` removed from any URL it quotes."""
     return _USERINFO.sub(r"\1***@", text)
+
+
+#: A configured location and the object's child module_data there.
+Placed = Tuple[Location, str]
+
+
+def limited_error(location: Location) -> LocationUnavailable:
+    """Return the error saying that ``location`` is error-limited and was skipped."""
+    return LocationUnavailable("location %s is error-limited after repeated failures; skipped "
+                               "for now" % location.name, location=location.name)
+
+
+def describe_failures(failures: Dict[str, BaseException]) -> str:
+    """Return one line listing each location's failure, with secrets scrubbed."""
+    return scrub("; ".join("%s: %s: %s" % (name, type(error).__name__, error)
+                           for name, error in failures.items())) or "no details"
 
 
 def _create(spec: LocationSpec) -> StorageModule:

@@ -5,6 +5,11 @@ module). A write succeeds when ``write_quorum`` copies exist; reads use the
 first copy that answers and switch copies transparently on failure; deletes
 that cannot reach a location are kept in a journal and retried; ``repair``
 refills missing copies. The administrator's guide is ``docs/replica.md``.
+
+This file holds the contract methods and the copy helpers they share;
+scrubbing and repairing one object live in :mod:`replica.repairer`,
+replaying the journal in :mod:`replica.drain`, building the statistics in
+:mod:`replica.statistics`.
 """
 import collections
 import concurrent.futures
@@ -22,7 +27,6 @@ import tenacity
 from modules import StorageModule
 from modules.errors import (
     ConfigurationError,
-    DataCorrupted,
     InsufficientStorage,
     InvalidModuleData,
     LocationTimeout,
@@ -31,24 +35,17 @@ from modules.errors import (
     StorageError,
 )
 from replica import module_data as formats
+from replica.copies import delete_copy, writer
+from replica.drain import Drainer
 from replica.failover import exhausted_error, open_failover_stream
-from replica.fanout import ChunkChannel, FanOut, FanOutResult
-from replica.journal import COPY, DELETE, JournalEntry, open_journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
+from replica.fanout import FanOut, FanOutResult
+from replica.journal import COPY, DELETE, open_journal
+from replica.locations import Location, Placed, describe_failures, limited_error
 from replica.manifest import BlockHasher, HashingReader, Manifest
-from replica.scrub import (
-    DAMAGED,
-    MISSING,
-    UNREACHABLE,
-    UNVERIFIED,
-    CopyReport,
-    Pacer,
-    check_copy,
-    verify_copy,
-)
-from replica.scrub import OK as COPY_OK
+from replica.repairer import Repairer
+from replica.scrub import check_copy
 from replica.settings import parse_settings
-from replica.statistics import child_capacity, json_safe, summarize
+from replica.statistics import journal_report, location_reports, summarize
 from replica.verified import VerifiedReadStream, find_reference, open_verified_stream
 from replica.workers import WorkerPool
 
@@ -56,19 +53,11 @@ __all__ = ["ReplicaStorage"]
 
 log = logging.getLogger(__name__)
 
-#: Journal entries one background drain handles at most.
-DRAIN_BATCH = 64
-#: Owed deletes retried in the caller's thread after a data call, at most.
-INLINE_DELETES = 4
-#: Journal entries fetched per query while replaying.
-_PAGE = 100
 #: Recently deleted object ids remembered, so that a repair running at the
 #: same time as the delete does not leave a copy or a journal entry behind.
 TOMBSTONES = 10000
 #: Numbers the instances, to name their worker threads.
 _INSTANCES = itertools.count(1)
-
-Placed = Tuple[Location, str]  # a configured location and the object's child module_data there
 
 
 class ReplicaStorage(StorageModule):
@@ -124,12 +113,11 @@ class ReplicaStorage(StorageModule):
                                                       verified_reads=False))
         self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
         self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
-        self._drain_lock = threading.Lock()
+        self._repairer = Repairer(self)
         self._tombstones: "collections.OrderedDict[str, None]" = collections.OrderedDict()
-        self._next_drain: Optional[float] = None
         counts = self._journal_call("read", self._journal.counts)
-        #: False only when the journal is known to be empty (skips inline retries).
-        self._journal_hint = counts is None or any(counts.values())
+        self._drainer = Drainer(self, self._journal, self._repairer,
+                                hint=counts is None or any(counts.values()))
         self._counters = dict.fromkeys((
             "objects_created", "writes", "bytes_written", "writes_failed",
             "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
@@ -193,10 +181,10 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
                 % (len(copies), len(self._locations), self.settings.write_quorum,
-                   _describe(failures)))
+                   describe_failures(failures)))
         if failures:
             log.warning("new object will have no copy at %s: %s",
-                        ", ".join(failures), _describe(failures))
+                        ", ".join(failures), describe_failures(failures))
         try:
             text = formats.encode(formats.new_object_id(), copies)
         except InvalidModuleData as error:
@@ -235,7 +223,7 @@ class ReplicaStorage(StorageModule):
         checks = {}
         for location, child in present:
             if location.is_limited():
-                failures[location.name] = _limited(location)
+                failures[location.name] = limited_error(location)
             else:
                 checks[location.name] = functools.partial(
                     check_copy, context, location, child, data.manifest_md(location.name))
@@ -260,7 +248,7 @@ class ReplicaStorage(StorageModule):
         hasher = BlockHasher() if data.verified and targets else None
         try:
             result = self._fanout.run(stream if hasher is None else HashingReader(stream, hasher),
-                                      {name: _writer(context, location, child)
+                                      {name: writer(context, location, child)
                                        for name, (location, child) in targets.items()})
         except BaseException:
             self._count(writes_failed=1)
@@ -286,8 +274,8 @@ class ReplicaStorage(StorageModule):
         if missing or unconfigured:
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
-                        ", ".join(missing + unconfigured), _describe(failures))
-        self._after_call(context)
+                        ", ".join(missing + unconfigured), describe_failures(failures))
+        self._drainer.after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Tell whether every location holds its copy.
@@ -317,11 +305,11 @@ class ReplicaStorage(StorageModule):
         answered = {name: value for name, (ok, value) in answers.items() if ok}
         if not answered:
             failures = {name: value for name, (_, value) in answers.items()}
-            failures.update((location.name, _limited(location))
+            failures.update((location.name, limited_error(location))
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
-                                      % (data.object_id, _describe(failures)))
-        self._after_call(context)
+                                      % (data.object_id, describe_failures(failures)))
+        self._drainer.after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
 
@@ -358,7 +346,7 @@ class ReplicaStorage(StorageModule):
             stream = open_failover_stream(context, module_data, candidates, self._retry,
                                           on_failover=self._count_failover)
             self._count(reads=1, unverified_reads=1)
-        self._after_call(context)
+        self._drainer.after_call(context)
         return stream
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
@@ -388,10 +376,10 @@ class ReplicaStorage(StorageModule):
         deferred: Dict[str, StorageError] = {}
         for location, child in present:
             if location.is_limited():
-                deferred[location.name] = _limited(location)
+                deferred[location.name] = limited_error(location)
             else:
                 calls[location.name] = functools.partial(
-                    _delete_copy, context, location, child, data.manifest_md(location.name))
+                    delete_copy, context, location, child, data.manifest_md(location.name))
         for name, (ok, value) in self._parallel(calls).items():
             if ok or isinstance(value, ObjectNotFound):
                 continue
@@ -413,8 +401,8 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable(
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
-                % (data.object_id, ", ".join(unrecorded), _describe(unrecorded)))
-        self._after_call(context)
+                % (data.object_id, ", ".join(unrecorded), describe_failures(unrecorded)))
+        self._drainer.after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the object's size from the first location that knows it.
@@ -503,16 +491,15 @@ class ReplicaStorage(StorageModule):
             raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
         if module_data is None:
-            with self._drain_lock:
-                summary = self._replay(context, None, self.settings.queue_timeout, True)
+            summary = self._drainer.replay_all(context, self.settings.queue_timeout)
             self._count(repairs=1)
             return summary
         data = formats.decode(module_data)
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report = self._repair_object(context, data, None, self.settings.queue_timeout, True,
-                                     rate)
+        report = self._repairer.repair_object(context, data, None, self.settings.queue_timeout,
+                                              True, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(repairs=1)
         return report
@@ -542,7 +529,7 @@ class ReplicaStorage(StorageModule):
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
-        report, _, _ = self._scrub(context, data, present, rate)
+        report, _, _ = self._repairer.scrub(context, data, present, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(scrubs=1)
         return report
@@ -558,14 +545,14 @@ class ReplicaStorage(StorageModule):
                 return
             self._closed = True
         self._pool.shutdown(timeout=self.settings.call_timeout)
-        drained = self._drain_lock.acquire(timeout=self.settings.call_timeout)
+        drained = self._drainer.lock.acquire(timeout=self.settings.call_timeout)
         if not drained:
             log.warning("closing the journal while a journal replay is still running")
         try:
             self._journal.close()
         finally:
             if drained:
-                self._drain_lock.release()
+                self._drainer.lock.release()
         for location in self._locations:
             location.close()
 
@@ -672,23 +659,9 @@ class ReplicaStorage(StorageModule):
         with self._lock:
             return object_id in self._tombstones
 
-    def _undo_if_deleted(self, context: Optional[dict], data: formats.ReplicaData,
-                         repaired: List[str]) -> List[str]:
-        """Remove copies a repair just wrote if the object was deleted meanwhile.
-
-        Returns:
-            list: ``repaired``, or [] when the object was deleted.
-        """
-        if not repaired or not self._is_buried(data.object_id):
-            return repaired
-        log.warning("object %s was deleted while being repaired; removing the copies just "
-                    "written at %s", data.object_id, ", ".join(repaired))
-        self._delete_copies(context, data, repaired)
-        return []
-
     def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
         """Record an entry; return False when it could not be recorded (logged)."""
-        self._journal_hint = True
+        self._drainer.hint = True
         return bool(self._journal_call("record a %s in" % kind, self._journal.add,
                                        kind, name, data.object_id, data.text))
 
@@ -707,7 +680,7 @@ class ReplicaStorage(StorageModule):
     def _delete_copies(self, context: Optional[dict], data: formats.ReplicaData,
                        names: Sequence[str]) -> None:
         """Delete the copies at ``names`` (in parallel); journal the ones that fail."""
-        calls = {name: functools.partial(_delete_copy, context, self._by_name[name],
+        calls = {name: functools.partial(delete_copy, context, self._by_name[name],
                                          data.child_md(name), data.manifest_md(name))
                  for name in names}
         for name, (ok, value) in self._parallel(calls).items():
@@ -728,17 +701,6 @@ class ReplicaStorage(StorageModule):
                 self._delete_copies(context, data, [name])
             future.add_done_callback(finished)
 
-    def _repair_object(self, context: Optional[dict], data: formats.ReplicaData,
-                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
-                       rate: Optional[float] = None) -> Dict[str, Any]:
-        """Repair one object: verified (manifests) or by refilling missing copies (older ones).
-
-        ``probe``: check error-limited locations too (an administrator's repair).
-        """
-        if self._integrity and data.verified:
-            return self._repair_verified(context, data, only, queue_timeout, probe, rate)
-        return self._refill(context, data, only, queue_timeout, probe)
-
     def _open_verified(self, context: Optional[dict], data: formats.ReplicaData,
                        candidates: Sequence[Placed]) -> VerifiedReadStream:
         return open_verified_stream(context, data.text, self._verified_candidates(data, candidates),
@@ -758,168 +720,6 @@ class ReplicaStorage(StorageModule):
         if self._journal_add(COPY, name, data):
             log.warning("object %s: damaged copy at %s journaled for repair (%s)",
                         data.object_id, name, reason)
-
-    def _scrub(self, context: Optional[dict], data: formats.ReplicaData,
-               present: Sequence[Placed], rate: Optional[float], probe: bool = True):
-        """Verify every copy; return (report, name -> CopyReport, reference manifest or None).
-
-        ``probe``: check error-limited locations too (else they are unreachable).
-        """
-        reference: Optional[Manifest] = None
-        if data.verified:
-            try:
-                _, reference, _ = find_reference(context, data.text,
-                                              self._verified_candidates(data, present),
-                                              None, {})
-            except StorageError as error:
-                log.debug("object %s has no readable manifest: %s", data.object_id, error)
-        pacer = Pacer(rate, self._sleep)
-        states = {}
-        for location, child in present:
-            if not probe and location.is_limited():
-                states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"
-                                                   % _limited(location))
-                continue
-            states[location.name] = verify_copy(context, location, child,
-                                                data.manifest_md(location.name), reference, pacer)
-        report: Dict[str, Any] = {
-            "size": reference.size if reference is not None else None,
-            "verified": data.verified,
-            "ok": [name for name, state in states.items() if state.state == COPY_OK],
-            "damaged": {name: state.reason for name, state in states.items()
-                        if state.state == DAMAGED},
-            "missing": [name for name, state in states.items() if state.state == MISSING],
-            "unverified": [name for name, state in states.items() if state.state == UNVERIFIED],
-            "unreachable": {name: state.reason for name, state in states.items()
-                            if state.state == UNREACHABLE},
-            "bytes_checked": sum(state.bytes_checked for state in states.values()),
-        }
-        self._count(scrub_bytes=report["bytes_checked"],
-                    damaged_copies_found=len(report["damaged"]))
-        if report["damaged"]:
-            log.error("object %s: damaged copies at %s", data.object_id,
-                      "; ".join("%s: %s" % item for item in report["damaged"].items()))
-        return report, states, reference
-
-    def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
-                         only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
-                         rate: Optional[float]) -> Dict[str, Any]:
-        """Scrub every copy, then delete and rewrite damaged and missing ones (in scope).
-
-        Copies are rewritten from verified blocks of the other copies. When
-        no copy is intact, a damaged copy is rebuilt first from the others
-        when, for every block, one of them holds it intact.
-
-        Raises:
-            ObjectNotFound: no copy exists anywhere.
-            LocationUnavailable: no copy is known and some location is unreachable.
-        """
-        present, _ = self._split(data)
-        report, states, reference = self._scrub(context, data, present, rate, probe)
-        by_name = {location.name: child for location, child in present}
-        targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
-                   and (only is None or name in only)]
-        failures: Dict[str, StorageError] = {}
-        repaired: List[str] = []
-        good = list(report["ok"])
-        if targets and reference is None:
-            if not any(state.has_data for state in states.values()) and not report["unreachable"]:
-                raise ObjectNotFound("object %s has no copy left on any location"
-                                     % data.object_id, module_data=data.text)
-            if not good and report["unreachable"] and not report["damaged"]:
-                raise LocationUnavailable("object %s: no location holding a copy can be "
-                                          "reached: %s" % (data.object_id,
-                                                           report["unreachable"]))
-            for name in targets:
-                failures[name] = DataCorrupted("no intact manifest of the object is left; the "
-                                               "copies cannot be verified",
-                                               module_data=data.text, location=name)
-            targets = []
-        while targets:
-            if good:
-                batch = targets
-            else:
-                batch = _rebuildable(states, targets)
-                if not batch:
-                    for name in targets:
-                        failures[name] = DataCorrupted(
-                            "no copy holds an intact version of every block; cannot rebuild",
-                            module_data=data.text, location=name)
-                    break
-            sources = [(self._by_name[name], by_name[name])
-                       for name in by_name if name not in batch
-                       and states[name].state in (COPY_OK, DAMAGED)]
-            done, failed = self._rewrite(context, data, sources,
-                                         [(self._by_name[name], by_name[name]) for name in batch],
-                                         [name for name in batch if states[name].state == DAMAGED],
-                                         reference, queue_timeout)
-            repaired.extend(done)
-            failures.update(failed)
-            good.extend(done)
-            targets = [name for name in targets if name not in batch]
-            if not done:
-                for name in targets:
-                    failures.setdefault(name, LocationUnavailable(
-                        "not repaired: the copies it would be rebuilt from failed"))
-                break
-        repaired = self._undo_if_deleted(context, data, repaired)
-        damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
-        report.update(present=list(report["ok"]), repaired=repaired,
-                      failed={name: "%s: %s" % (type(error).__name__, error)
-                              for name, error in failures.items()})
-        in_scope = set(report["unreachable"]) if only is None \
-            else set(report["unreachable"]) & set(only)
-        self._note_copies(data, report["present"] + repaired, sorted(set(failures) | in_scope))
-        self._count(copies_repaired=len(repaired), damaged_copies_repaired=len(damaged_fixed))
-        if repaired:
-            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
-                        ", ".join(repaired))
-        return report
-
-    def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,
-                 sources: Sequence[Placed], targets: Sequence[Placed], damaged: Sequence[str],
-                 reference: Manifest, queue_timeout: float):
-        """Delete the damaged targets, stream verified bytes to all targets, write manifests.
-
-        Returns:
-            (list of names rewritten, dict of name -> error).
-        """
-        failures: Dict[str, StorageError] = {}
-        if damaged:
-            calls = {location.name: functools.partial(_delete_copy, context, location, child,
-                                                      data.manifest_md(location.name))
-                     for location, child in targets if location.name in damaged}
-            for name, (ok, value) in self._parallel(calls).items():
-                if not ok and not isinstance(value, ObjectNotFound):
-                    failures[name] = value
-        live = [(location, child) for location, child in targets
-                if location.name not in failures]
-        if not live:
-            return [], failures
-        try:
-            source = self._open_verified(context, data, sources)
-        except StorageError as error:
-            for location, _ in live:
-                failures[location.name] = error
-            return [], failures
-        try:
-            result = self._fanout.run(source, {
-                location.name: _writer(context, location, child) for location, child in live},
-                queue_timeout=queue_timeout)
-        except StorageError as error:
-            for location, _ in live:
-                failures[location.name] = error
-            return [], failures
-        finally:
-            source.close()
-        self._blame_dropped(result)
-        failures.update(result.failures)
-        if result.incomplete:
-            self._delete_copies(context, data, sorted(result.incomplete))
-        written = [location.name for location, _ in live if location.name not in failures]
-        if written:
-            written = self._write_manifests(context, data, written, reference, failures)
-        return written, failures
 
     def _write_manifests(self, context: Optional[dict], data: formats.ReplicaData,
                          names: Sequence[str], manifest: Manifest,
@@ -947,260 +747,11 @@ class ReplicaStorage(StorageModule):
             self._delete_copies(context, data, lost)
         return [name for name in names if name in stored]
 
-    def _refill(self, context: Optional[dict], data: formats.ReplicaData,
-                only: Optional[Sequence[str]], queue_timeout: float,
-                probe: bool) -> Dict[str, Any]:
-        """Copy the object to the locations that lack it (or to ``only`` of them).
-
-        ``probe``: ask error-limited locations too (an administrator's repair
-        right after fixing a location must not wait for the limit to expire).
-
-        Returns:
-            dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
-
-        Raises:
-            ObjectNotFound: no location holds the object.
-            LocationUnavailable: no holder could be reached or read.
-        """
-        present, _ = self._split(data)
-        checks = {location.name: functools.partial(location.call, context, "available", child)
-                  for location, child in present if probe or not location.is_limited()}
-        answers = self._parallel(checks)
-        holders: List[Placed] = []
-        missing: List[Placed] = []
-        unreachable: Dict[str, StorageError] = {}
-        for location, child in present:
-            ok, value = answers.get(location.name, (False, _limited(location)))
-            if not ok:
-                unreachable[location.name] = value
-            elif value is True:
-                holders.append((location, child))
-            elif only is None or location.name in only:
-                missing.append((location, child))
-        report: Dict[str, Any] = {
-            "present": [location.name for location, _ in holders],
-            "repaired": [], "failed": {},
-            "unreachable": {name: str(error) for name, error in unreachable.items()}}
-        if missing and not holders:
-            if unreachable:
-                raise LocationUnavailable("object %s: no location holding a copy can be reached: "
-                                          "%s" % (data.object_id, _describe(unreachable)))
-            raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
-                                 module_data=data.text)
-        failures: Dict[str, StorageError] = {}
-        if missing:
-            source = open_failover_stream(context, data.text, holders, self._retry)
-            try:
-                result = self._fanout.run(source, {
-                    location.name: _writer(context, location, child)
-                    for location, child in missing}, queue_timeout=queue_timeout)
-            finally:
-                source.close()
-            self._blame_dropped(result)
-            failures = dict(result.failures)
-            if result.incomplete:
-                self._delete_copies(context, data, sorted(result.incomplete))
-        repaired = self._undo_if_deleted(
-            context, data, [location.name for location, _ in missing if location.name not in failures])
-        report["repaired"] = repaired
-        report["failed"] = {name: str(error) for name, error in failures.items()}
-        in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
-        self._note_copies(data, report["present"] + repaired, sorted(set(failures) | in_scope))
-        self._count(copies_repaired=len(repaired))
-        if repaired:
-            log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
-        return report
-
-    def _replay(self, context: Optional[dict], limit: Optional[int], queue_timeout: float,
-                probe: bool) -> Dict[str, Any]:
-        """Retry journal entries (least recently tried first); the caller holds the drain lock.
-
-        ``queue_timeout`` is how long a copy may wait for free workers (0 in
-        the background: a busy pool leaves the entry for the next pass).
-        ``probe`` (an administrator's repair): error-limited locations are
-        tried too, until one of their entries fails and leaves them limited;
-        otherwise (background) they are skipped.
-        """
-        summary: Dict[str, Any] = {
-            "deletes": {"done": 0, "failed": 0, "obsolete": 0},
-            "copies": {"done": 0, "failed": 0, "obsolete": 0}}
-        seen = set()
-        handled = 0
-        given_up: set = set()
-        skipped: List[str] = []
-        while limit is None or handled < limit:
-            if probe:
-                skipped = sorted(given_up)
-            else:
-                skipped = [location.name for location in self._locations if location.is_limited()]
-            usable = [location.name for location in self._locations
-                      if location.name not in skipped]
-            page = [entry for entry in self._journal.entries(_PAGE, usable)
-                    if (entry.kind, entry.location, entry.object_id) not in seen]
-            if not page:
-                break
-            for entry in page:
-                if limit is not None and handled >= limit:
-                    break
-                if entry.location in given_up:
-                    continue
-                seen.add((entry.kind, entry.location, entry.object_id))
-                handled += 1
-                outcome = self._replay_entry(context, entry, queue_timeout, probe)
-                summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
-                if outcome == "failed" and self._by_name[entry.location].is_limited():
-                    given_up.add(entry.location)
-        summary["skipped_locations"] = skipped
-        try:
-            summary["remaining"] = self._journal.counts()
-        except StorageError as error:
-            summary["remaining"] = {"error": str(error)}
-        self._count(journal_replayed=handled)
-        return summary
-
-    def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
-                      queue_timeout: float, probe: bool) -> str:
-        """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
-        location = self._by_name[entry.location]
-        try:
-            data = formats.decode(entry.module_data)
-            child = data.child_md(entry.location)
-        except (InvalidModuleData, KeyError):
-            log.error("dropping a journal entry with unusable module_data (%s at %s)",
-                      entry.kind, entry.location)
-            self._journal.remove(entry.kind, entry.location, entry.object_id)
-            return "obsolete"
-        try:
-            if entry.kind == DELETE:
-                try:
-                    _delete_copy(context, location, child, data.manifest_md(entry.location))
-                except ObjectNotFound:
-                    pass
-                log.info("object %s: deferred delete at %s done", entry.object_id, entry.location)
-            else:
-                report = self._repair_object(context, data, [entry.location], queue_timeout,
-                                             probe)
-                if entry.location in report["failed"] or entry.location in report["unreachable"]:
-                    raise LocationUnavailable(report["failed"].get(entry.location) or
-                                              report["unreachable"][entry.location])
-        except ObjectNotFound as error:  # no copy left anywhere to copy from
-            log.error("object %s: cannot refill its copy at %s: %s", entry.object_id,
-                      entry.location, error)
-            self._journal.remove(entry.kind, entry.location, entry.object_id)
-            return "obsolete"
-        except StorageError as error:
-            self._journal.retry_failed(entry, "%s: %s" % (type(error).__name__, error))
-            return "failed"
-        self._journal.remove(entry.kind, entry.location, entry.object_id)
-        return "done"
-
-    def _after_call(self, context: Optional[dict]) -> None:
-        """Catch up on the journal a little after a data call (cheap when it is empty).
-
-        Retries up to INLINE_DELETES owed deletes in this thread, at
-        locations whose last call succeeded (so a location that just failed,
-        or is error-limited, costs nothing; one that fails is left alone for
-        the rest of the batch), then starts a background pass when
-        ``journal_interval`` has passed.
-        """
-        if self._journal_hint and not self._closed:
-            self._retry_deletes_inline(context)
-        self._maybe_drain(context)
-
-    def _retry_deletes_inline(self, context: Optional[dict]) -> None:
-        usable = [location.name for location in self._locations if location.health() == OK]
-        if not usable or not self._drain_lock.acquire(blocking=False):
-            return
-        try:
-            entries = self._journal.entries(INLINE_DELETES, usable, DELETE)
-            failed = set()
-            for entry in entries:
-                if entry.location in failed:
-                    continue
-                if self._replay_entry(context, entry, 0.0, False) == "failed":
-                    failed.add(entry.location)
-        except StorageError as error:
-            log.error("retrying deferred deletes failed: %s", error)
-        finally:
-            self._drain_lock.release()
-
-    def _maybe_drain(self, context: Optional[dict]) -> None:
-        """Start a background replay of some journal entries, at most every journal_interval."""
-        now = self._clock()
-        with self._lock:
-            if self._next_drain is None:  # the first drain comes one interval after start
-                self._next_drain = now + self.settings.journal_interval
-            if self._closed or now < self._next_drain:
-                return
-            self._next_drain = now + self.settings.journal_interval
-        if self._drain_lock.locked():
-            return
-        counts = self._journal_call("read", self._journal.counts)
-        if counts is not None:
-            self._journal_hint = any(counts.values())  # other processes may add entries too
-        if not counts or not any(counts.values()):
-            return
-        if not self._pool.reserve(1, 0):
-            return
-        try:
-            self._pool.submit(self._background_drain, context)
-        except StorageError as error:
-            self._pool.release(1)
-            log.debug("not draining the journal: %s", error)
-
-    def _background_drain(self, context: Optional[dict]) -> None:
-        if not self._drain_lock.acquire(blocking=False):
-            return
-        try:
-            if self._closed:
-                return
-            summary = self._replay(context, DRAIN_BATCH, 0.0, False)
-            log.info("journal drain: %s", summary)
-        except Exception:  # a background task has nobody to raise to
-            log.exception("draining the replica journal failed")
-        finally:
-            self._drain_lock.release()
-
     # -- statistics -------------------------------------------------------
 
     def _statistics(self, context: Optional[dict]) -> Dict[str, Any]:
-        calls = {}
-        errors: Dict[str, StorageError] = {}
-        for location in self._locations:
-            try:
-                module = location.module(context)
-            except Exception as error:  # a platform resolver may raise anything
-                errors[location.name] = location.translate(error, "getModule")
-                continue
-            calls[location.name] = functools.partial(_child_statistics, location, module, context)
-        results = self._parallel(calls)
-        reports = []
-        for location in self._locations:
-            snapshot = location.snapshot()
-            ok, value = results.get(location.name, (False, errors.get(location.name)))
-            entry = dict(snapshot, capacity=None, statistics=None, reason=None)
-            if not ok:
-                entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
-                if snapshot["health"] != ERROR_LIMITED:
-                    entry["health"] = DOWN
-            else:
-                entry["statistics"] = json_safe(value)
-                entry["capacity"] = child_capacity(value)
-                status = value.get("status") if isinstance(value, dict) else None
-                if status not in (None, "ok", OK):
-                    entry["reason"] = str(value.get("reason") or "status %s" % status)
-                    if snapshot["health"] != ERROR_LIMITED:
-                        entry["health"] = DOWN
-            reports.append(entry)
-        journal = {"durable": self._journal.durable, "path": self._journal.path,
-                   "limit": self._journal.limit, "dropped": self._journal.dropped}
-        try:
-            counts = self._journal.counts()
-            journal.update(copies=counts[COPY], deletes=counts[DELETE])
-        except StorageError as error:
-            journal.update(copies=-1, deletes=-1, error=str(error))
-        if not self._journal.durable:
-            journal["note"] = "kept in memory and lost on restart; set state_dir to keep it"
+        reports = location_reports(context, self._locations, self._parallel)
+        journal = journal_report(self._journal)
         with self._lock:
             operations = dict(self._counters)
         return summarize(reports, self.settings.write_quorum, journal, {
@@ -1226,64 +777,11 @@ class ReplicaStorage(StorageModule):
         self._count(read_failovers=1)
 
 
-def _writer(context: Optional[dict], location: Location,
-            child: str) -> Callable[[ChunkChannel], None]:
-    """Return the fan-out writer that stores a channel's bytes at ``location``."""
-    def write(channel: ChunkChannel) -> None:
-        location.call(context, "assign", child, channel)
-    return write
-
-
-def _delete_copy(context: Optional[dict], location: Location, child: str,
-                 manifest_md: Optional[str]) -> None:
-    """Delete a copy: its manifest first (so it stops counting), then its data."""
-    if manifest_md is not None:
-        try:
-            location.call(context, "delete", manifest_md)
-        except ObjectNotFound:
-            pass
-    location.call(context, "delete", child)
-
-
-def _child_statistics(location: Location, module: StorageModule,
-                      context: Optional[dict]) -> Any:
-    """Call a child's statistics without touching its health; translate failures."""
-    try:
-        return module.statistics(context)
-    except Exception as error:  # statistics of a broken child: report, never raise
-        translated = location.translate(error, "statistics")
-        raise translated from error
-
-
-def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
-    """Return [a damaged target] whose every block is intact in some other damaged copy.
-
-    Only copies damaged by bad blocks (right size, intact manifest) can lend blocks.
-    """
-    lenders = {name: set(state.bad_blocks) for name, state in states.items()
-               if state.state == DAMAGED and state.lendable}
-    for name in targets:
-        others = [bad for other, bad in lenders.items() if other != name]
-        if others and not set.intersection(*others):
-            return [name]
-    return []
-
-
-def _limited(location: Location) -> LocationUnavailable:
-    return LocationUnavailable("location %s is error-limited after repeated failures; skipped "
-                               "for now" % location.name, location=location.name)
-
-
-def _describe(failures: Dict[str, BaseException]) -> str:
-    return scrub("; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                           for name, error in failures.items())) or "no details"
-
-
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
                   failures: Dict[str, StorageError], what: str) -> StorageError:
     message = ("object %s: only %d of %d copies could be stored, write_quorum is %d; %s. "
                "Failures: %s" % (data.object_id, copies, len(data.copies), quorum, what,
-                                 _describe(failures)))
+                                 describe_failures(failures)))
     full = failures and all(isinstance(error, InsufficientStorage)
                             for error in failures.values())
     error: StorageError = InsufficientStorage(message) if full else LocationUnavailable(message)

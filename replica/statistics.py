@@ -9,14 +9,17 @@ healthy (down or error-limited) are left out of the minimum too: the
 platform cannot count on their space. ``raw`` sums what is
 known, for administrators who want the physical totals.
 """
+import functools
 import json
 import logging
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from modules import UNKNOWN
-from replica.locations import OK
+from modules import UNKNOWN, StorageModule
+from modules.errors import StorageError
+from replica.journal import COPY, DELETE, Journal
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
 
-__all__ = ["child_capacity", "json_safe", "summarize"]
+__all__ = ["child_capacity", "journal_report", "json_safe", "location_reports", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +106,79 @@ def summarize(locations: List[Dict[str, Any]], write_quorum: int, journal: Dict[
     }
     result.update(extra)
     return result
+
+
+def location_reports(context: Optional[dict], locations: Sequence[Location],
+                     parallel: Callable[[Dict[str, Callable[[], Any]]],
+                                        Dict[str, Tuple[bool, Any]]]) -> List[Dict[str, Any]]:
+    """Ask every location for its statistics (through ``parallel``); never raises for a child.
+
+    Args:
+        context: the platform context (resolves named modules).
+        locations: the configured locations, in configured order.
+        parallel: runs one call per location name at once and returns
+            name -> (True, value) or (False, error) (the replica's ``_parallel``).
+
+    Returns:
+        list: one dict per location (its health snapshot plus ``capacity``,
+        ``statistics`` and ``reason``), in the form :func:`summarize` takes.
+    """
+    calls = {}
+    errors: Dict[str, StorageError] = {}
+    for location in locations:
+        try:
+            module = location.module(context)
+        except Exception as error:  # a platform resolver may raise anything
+            errors[location.name] = location.translate(error, "getModule")
+            continue
+        calls[location.name] = functools.partial(_child_statistics, location, module, context)
+    results = parallel(calls)
+    reports = []
+    for location in locations:
+        snapshot = location.snapshot()
+        ok, value = results.get(location.name, (False, errors.get(location.name)))
+        entry = dict(snapshot, capacity=None, statistics=None, reason=None)
+        if not ok:
+            entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
+            if snapshot["health"] != ERROR_LIMITED:
+                entry["health"] = DOWN
+        else:
+            entry["statistics"] = json_safe(value)
+            entry["capacity"] = child_capacity(value)
+            status = value.get("status") if isinstance(value, dict) else None
+            if status not in (None, "ok", OK):
+                entry["reason"] = str(value.get("reason") or "status %s" % status)
+                if snapshot["health"] != ERROR_LIMITED:
+                    entry["health"] = DOWN
+        reports.append(entry)
+    return reports
+
+
+def journal_report(journal: Journal) -> Dict[str, Any]:
+    """Describe the journal: durability, path, limit, dropped and pending entries.
+
+    Returns:
+        dict: ``durable``, ``path``, ``limit``, ``dropped``, ``copies`` and
+        ``deletes`` (-1 each, with ``error``, when the journal cannot be
+        read), and a ``note`` when it is kept in memory only. Never raises.
+    """
+    report = {"durable": journal.durable, "path": journal.path,
+              "limit": journal.limit, "dropped": journal.dropped}
+    try:
+        counts = journal.counts()
+        report.update(copies=counts[COPY], deletes=counts[DELETE])
+    except StorageError as error:
+        report.update(copies=-1, deletes=-1, error=str(error))
+    if not journal.durable:
+        report["note"] = "kept in memory and lost on restart; set state_dir to keep it"
+    return report
+
+
+def _child_statistics(location: Location, module: StorageModule,
+                      context: Optional[dict]) -> Any:
+    """Call a child's statistics without touching its health; translate failures."""
+    try:
+        return module.statistics(context)
+    except Exception as error:  # statistics of a broken child: report, never raise
+        translated = location.translate(error, "statistics")
+        raise translated from error

@@ -1,0 +1,322 @@
+"""Repairing one object's copies: scrubbing them, rewriting damaged or missing ones.
+
+:class:`Repairer` is the replica's repair machinery, used by
+``ReplicaStorage.repair``, ``ReplicaStorage.scrub`` and the journal replay
+(:mod:`replica.drain`):
+
+* objects with manifests are scrubbed (every copy read and verified), then
+  damaged and missing copies are deleted and rewritten from verified blocks
+  of the other copies (rebuilding a copy block by block when none is intact);
+* older objects (no manifests, or ``integrity=off``) are refilled: locations
+  lacking their copy get one streamed from a copy that exists.
+
+It works through its owner's copy helpers (``_split``, ``_parallel``,
+``_delete_copies``, ``_write_manifests``, ``_note_copies``, ``_count``...), so
+that writes, deletes and the journal behave the same on every path.
+"""
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound, StorageError
+from replica import module_data as formats
+from replica.copies import delete_copy, writer
+from replica.failover import open_failover_stream
+from replica.locations import Placed, describe_failures, limited_error
+from replica.manifest import Manifest
+from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
+from replica.scrub import OK as COPY_OK
+from replica.verified import find_reference
+
+if TYPE_CHECKING:  # pragma: no cover
+    from replica.replica import ReplicaStorage
+
+__all__ = ["Repairer"]
+
+log = logging.getLogger(__name__)
+
+
+class Repairer:
+    """Scrub and repair the copies of one object on behalf of a ``ReplicaStorage``."""
+
+    def __init__(self, owner: "ReplicaStorage"):
+        self._owner = owner
+
+    def repair_object(self, context: Optional[dict], data: formats.ReplicaData,
+                      only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
+                      rate: Optional[float] = None) -> Dict[str, Any]:
+        """Repair one object: verified (manifests) or by refilling missing copies (older ones).
+
+        ``only``: repair just the copies at these locations (None: every copy).
+        ``probe``: check error-limited locations too (an administrator's repair).
+
+        Returns:
+            dict: ``present``, ``repaired``, ``failed``, ``unreachable`` (and
+            the scrub's keys for objects with manifests).
+
+        Raises:
+            ObjectNotFound: no copy exists anywhere.
+            LocationUnavailable: no location holding a copy can be reached.
+        """
+        if self._owner._integrity and data.verified:
+            return self._repair_verified(context, data, only, queue_timeout, probe, rate)
+        return self._refill(context, data, only, queue_timeout, probe)
+
+    def scrub(self, context: Optional[dict], data: formats.ReplicaData,
+              present: Sequence[Placed], rate: Optional[float], probe: bool = True
+              ) -> Tuple[Dict[str, Any], Dict[str, CopyReport], Optional[Manifest]]:
+        """Verify every copy; return (report, name -> CopyReport, reference manifest or None).
+
+        ``probe``: check error-limited locations too (else they are unreachable).
+        Never raises for a problem of a copy or a location (it is in the report).
+        """
+        reference: Optional[Manifest] = None
+        if data.verified:
+            try:
+                _, reference, _ = find_reference(
+                    context, data.text, self._owner._verified_candidates(data, present), None, {})
+            except StorageError as error:
+                log.debug("object %s has no readable manifest: %s", data.object_id, error)
+        pacer = Pacer(rate, self._owner._sleep)
+        states: Dict[str, CopyReport] = {}
+        for location, child in present:
+            if not probe and location.is_limited():
+                states[location.name] = CopyReport(UNREACHABLE, reason="LocationUnavailable: %s"
+                                                   % limited_error(location))
+                continue
+            states[location.name] = verify_copy(context, location, child,
+                                                data.manifest_md(location.name), reference, pacer)
+        report: Dict[str, Any] = {
+            "size": reference.size if reference is not None else None,
+            "verified": data.verified,
+            "ok": [name for name, state in states.items() if state.state == COPY_OK],
+            "damaged": {name: state.reason for name, state in states.items()
+                        if state.state == DAMAGED},
+            "missing": [name for name, state in states.items() if state.state == MISSING],
+            "unverified": [name for name, state in states.items() if state.state == UNVERIFIED],
+            "unreachable": {name: state.reason for name, state in states.items()
+                            if state.state == UNREACHABLE},
+            "bytes_checked": sum(state.bytes_checked for state in states.values()),
+        }
+        self._owner._count(scrub_bytes=report["bytes_checked"],
+                           damaged_copies_found=len(report["damaged"]))
+        if report["damaged"]:
+            log.error("object %s: damaged copies at %s", data.object_id,
+                      "; ".join("%s: %s" % item for item in report["damaged"].items()))
+        return report, states, reference
+
+    def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
+                         only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
+                         rate: Optional[float]) -> Dict[str, Any]:
+        """Scrub every copy, then delete and rewrite damaged and missing ones (in scope).
+
+        Copies are rewritten from verified blocks of the other copies. When
+        no copy is intact, a damaged copy is rebuilt first from the others
+        when, for every block, one of them holds it intact.
+
+        Raises:
+            ObjectNotFound: no copy exists anywhere.
+            LocationUnavailable: no copy is known and some location is unreachable.
+        """
+        present, _ = self._owner._split(data)
+        report, states, reference = self.scrub(context, data, present, rate, probe)
+        by_name = {location.name: child for location, child in present}
+        targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
+                   and (only is None or name in only)]
+        failures: Dict[str, StorageError] = {}
+        repaired: List[str] = []
+        good = list(report["ok"])
+        if targets and reference is None:
+            if not any(state.has_data for state in states.values()) and not report["unreachable"]:
+                raise ObjectNotFound("object %s has no copy left on any location"
+                                     % data.object_id, module_data=data.text)
+            if not good and report["unreachable"] and not report["damaged"]:
+                raise LocationUnavailable("object %s: no location holding a copy can be "
+                                          "reached: %s" % (data.object_id,
+                                                           report["unreachable"]))
+            for name in targets:
+                failures[name] = DataCorrupted("no intact manifest of the object is left; the "
+                                               "copies cannot be verified",
+                                               module_data=data.text, location=name)
+            targets = []
+        while targets:
+            if good:
+                batch = targets
+            else:
+                batch = _rebuildable(states, targets)
+                if not batch:
+                    for name in targets:
+                        failures[name] = DataCorrupted(
+                            "no copy holds an intact version of every block; cannot rebuild",
+                            module_data=data.text, location=name)
+                    break
+            sources = [(self._owner._by_name[name], by_name[name])
+                       for name in by_name if name not in batch
+                       and states[name].state in (COPY_OK, DAMAGED)]
+            done, failed = self._rewrite(context, data, sources,
+                                         [(self._owner._by_name[name], by_name[name])
+                                          for name in batch],
+                                         [name for name in batch if states[name].state == DAMAGED],
+                                         reference, queue_timeout)
+            repaired.extend(done)
+            failures.update(failed)
+            good.extend(done)
+            targets = [name for name in targets if name not in batch]
+            if not done:
+                for name in targets:
+                    failures.setdefault(name, LocationUnavailable(
+                        "not repaired: the copies it would be rebuilt from failed"))
+                break
+        repaired = self._undo_if_deleted(context, data, repaired)
+        damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
+        report.update(present=list(report["ok"]), repaired=repaired,
+                      failed={name: "%s: %s" % (type(error).__name__, error)
+                              for name, error in failures.items()})
+        in_scope = set(report["unreachable"]) if only is None \
+            else set(report["unreachable"]) & set(only)
+        self._owner._note_copies(data, report["present"] + repaired,
+                                 sorted(set(failures) | in_scope))
+        self._owner._count(copies_repaired=len(repaired),
+                           damaged_copies_repaired=len(damaged_fixed))
+        if repaired:
+            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
+                        ", ".join(repaired))
+        return report
+
+    def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,
+                 sources: Sequence[Placed], targets: Sequence[Placed], damaged: Sequence[str],
+                 reference: Manifest, queue_timeout: float):
+        """Delete the damaged targets, stream verified bytes to all targets, write manifests.
+
+        Returns:
+            (list of names rewritten, dict of name -> error).
+        """
+        failures: Dict[str, StorageError] = {}
+        if damaged:
+            calls = {location.name: functools.partial(delete_copy, context, location, child,
+                                                      data.manifest_md(location.name))
+                     for location, child in targets if location.name in damaged}
+            for name, (ok, value) in self._owner._parallel(calls).items():
+                if not ok and not isinstance(value, ObjectNotFound):
+                    failures[name] = value
+        live = [(location, child) for location, child in targets
+                if location.name not in failures]
+        if not live:
+            return [], failures
+        try:
+            source = self._owner._open_verified(context, data, sources)
+        except StorageError as error:
+            for location, _ in live:
+                failures[location.name] = error
+            return [], failures
+        try:
+            result = self._owner._fanout.run(source, {
+                location.name: writer(context, location, child) for location, child in live},
+                queue_timeout=queue_timeout)
+        except StorageError as error:
+            for location, _ in live:
+                failures[location.name] = error
+            return [], failures
+        finally:
+            source.close()
+        self._owner._blame_dropped(result)
+        failures.update(result.failures)
+        if result.incomplete:
+            self._owner._delete_copies(context, data, sorted(result.incomplete))
+        written = [location.name for location, _ in live if location.name not in failures]
+        if written:
+            written = self._owner._write_manifests(context, data, written, reference, failures)
+        return written, failures
+
+    def _refill(self, context: Optional[dict], data: formats.ReplicaData,
+                only: Optional[Sequence[str]], queue_timeout: float,
+                probe: bool) -> Dict[str, Any]:
+        """Copy the object to the locations that lack it (or to ``only`` of them).
+
+        ``probe``: ask error-limited locations too (an administrator's repair
+        right after fixing a location must not wait for the limit to expire).
+
+        Returns:
+            dict: ``present``, ``repaired``, ``failed`` and ``unreachable``.
+
+        Raises:
+            ObjectNotFound: no location holds the object.
+            LocationUnavailable: no holder could be reached or read.
+        """
+        present, _ = self._owner._split(data)
+        checks = {location.name: functools.partial(location.call, context, "available", child)
+                  for location, child in present if probe or not location.is_limited()}
+        answers = self._owner._parallel(checks)
+        holders: List[Placed] = []
+        missing: List[Placed] = []
+        unreachable: Dict[str, StorageError] = {}
+        for location, child in present:
+            ok, value = answers.get(location.name, (False, limited_error(location)))
+            if not ok:
+                unreachable[location.name] = value
+            elif value is True:
+                holders.append((location, child))
+            elif only is None or location.name in only:
+                missing.append((location, child))
+        report: Dict[str, Any] = {
+            "present": [location.name for location, _ in holders],
+            "repaired": [], "failed": {},
+            "unreachable": {name: str(error) for name, error in unreachable.items()}}
+        if missing and not holders:
+            if unreachable:
+                raise LocationUnavailable("object %s: no location holding a copy can be reached: "
+                                          "%s" % (data.object_id, describe_failures(unreachable)))
+            raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
+                                 module_data=data.text)
+        failures: Dict[str, StorageError] = {}
+        if missing:
+            source = open_failover_stream(context, data.text, holders, self._owner._retry)
+            try:
+                result = self._owner._fanout.run(source, {
+                    location.name: writer(context, location, child)
+                    for location, child in missing}, queue_timeout=queue_timeout)
+            finally:
+                source.close()
+            self._owner._blame_dropped(result)
+            failures = dict(result.failures)
+            if result.incomplete:
+                self._owner._delete_copies(context, data, sorted(result.incomplete))
+        repaired = self._undo_if_deleted(
+            context, data, [location.name for location, _ in missing if location.name not in failures])
+        report["repaired"] = repaired
+        report["failed"] = {name: str(error) for name, error in failures.items()}
+        in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
+        self._owner._note_copies(data, report["present"] + repaired,
+                                 sorted(set(failures) | in_scope))
+        self._owner._count(copies_repaired=len(repaired))
+        if repaired:
+            log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
+        return report
+
+    def _undo_if_deleted(self, context: Optional[dict], data: formats.ReplicaData,
+                         repaired: List[str]) -> List[str]:
+        """Remove copies a repair just wrote if the object was deleted meanwhile.
+
+        Returns:
+            list: ``repaired``, or [] when the object was deleted.
+        """
+        if not repaired or not self._owner._is_buried(data.object_id):
+            return repaired
+        log.warning("object %s was deleted while being repaired; removing the copies just "
+                    "written at %s", data.object_id, ", ".join(repaired))
+        self._owner._delete_copies(context, data, repaired)
+        return []
+
+
+def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:
+    """Return [a damaged target] whose every block is intact in some other damaged copy.
+
+    Only copies damaged by bad blocks (right size, intact manifest) can lend blocks.
+    """
+    lenders = {name: set(state.bad_blocks) for name, state in states.items()
+               if state.state == DAMAGED and state.lendable}
+    for name in targets:
+        others = [bad for other, bad in lenders.items() if other != name]
+        if others and not set.intersection(*others):
+            return [name]
+    return []
