@@ -39,16 +39,6 @@ __all__ = [
     "Unsupported",
 ]
 
-_MAX_SHOWN = 200
-
-
-def _shorten(value) -> str:
-    """Return ``repr(value)`` cut to a readable length (module_data may be huge)."""
-    text = repr(value)
-    if len(text) > _MAX_SHOWN:
-        text = text[:_MAX_SHOWN] + "...(%d characters)" % len(text)
-    return text
-
 
 class StorageError(Exception):
     """Root of every error the SDK and its modules raise on purpose."""

@@ -126,11 +126,6 @@ class Location:
             self._module = module
         return module
 
-    def cached_module(self) -> Optional[StorageModule]:
-        """Return the module if it is known without a context, else None."""
-        with self._lock:
-            return self._module
-
     # -- calls ------------------------------------------------------------
 
     def call(self, context: Optional[dict], method: str, *args: Any) -> Any:
