@@ -94,6 +94,8 @@ class StorageModule(abc.ABC):
     capabilities: Mapping[str, Any] = MappingProxyType({
         "repair": False,          # repair() does real work
         "verified_reads": False,  # read streams check checksums
+        "retries": False,         # the module retries transient failures itself;
+                                  # callers must not retry its calls again
     })
 
     def __init__(self, **kwargs):

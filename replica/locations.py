@@ -17,7 +17,6 @@ Answers about the object (``ObjectNotFound``, ``InvalidModuleData``,
 (``SourceStreamError``) say nothing about it either way.
 """
 import logging
-import re
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -32,6 +31,7 @@ from modules.errors import (
     StorageError,
 )
 from modules.loader import load_module
+from modules.redaction import redact_text
 from replica.settings import HTTP_MODULE, LocationSpec
 
 __all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "describe_failures", "limited_error",
@@ -45,7 +45,6 @@ ERROR_LIMITED = "error-limited"
 
 _MAX_ERROR_TEXT = 300
 # user:password@ in URLs that a foreign error message may quote
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 class Location:
@@ -253,8 +252,8 @@ class Location:
 
 
 def scrub(text: str) -> str:
-    """Return ``text`` with ``user:password@`` removed from any URL it quotes."""
-    return _USERINFO.sub(r"\1***@", text)
+    """Return ``text`` with secrets masked (see :func:`modules.redaction.redact_text`)."""
+    return redact_text(text)
 
 
 #: A configured location and the object's child module_data there.

@@ -13,7 +13,7 @@ from modules.errors import ConfigurationError, StorageError
 from modules.loader import load_module
 
 from modules.host.http import HttpError, Request, Response, empty_response, json_response
-from modules.host.redact import redact_args
+from modules.redaction import redact
 from modules.host.registry import Lease, ModuleRegistry, UnknownModule
 from modules.host.repair import RepairService
 from modules.host.store import ModuleConfig, ModuleInUse, Store
@@ -194,7 +194,7 @@ class ConfigService:
             "name": config.name,
             "module": config.module,
             "description": config.description,
-            "args": redact_args(config.args),
+            "args": redact(config.args),
             "revision": config.revision,
             "updated": config.updated,
         }

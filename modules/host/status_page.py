@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from modules.host.redact import redact_args
+from modules.redaction import redact
 from modules.host.store import ModuleConfig
 
 __all__ = ["ModuleView", "render_status_page", "module_state"]
@@ -188,7 +188,7 @@ def _module_card(view: ModuleView) -> str:
                              ('<div class="why">%s</div>' % _e(why)) if why else "",
                              _bar(location, "capacity of " + name)))
         parts.append("</tbody></table>")
-    details = {"args": redact_args(config.args), "revision": config.revision}
+    details = {"args": redact(config.args), "revision": config.revision}
     if view.statistics is not None:
         details["statistics"] = view.statistics
     parts.append('<details><summary>Configuration and raw statistics</summary><pre>%s</pre>'

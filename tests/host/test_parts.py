@@ -11,7 +11,7 @@ from modules.errors import ConfigurationError, SourceStreamError
 from modules.host.auth import check_basic_auth, load_admin_password
 from modules.host.http import BodyReader
 from modules.host.ranges import Unsatisfiable, parse_range
-from modules.host.redact import redact_args
+from modules.redaction import redact, redact_text
 from modules.host.registry import ModuleRegistry, UnknownModule
 from modules.host.store import INTENT_GRACE_SECONDS, ModuleConfig, ModuleInUse, ObjectRecord, Store
 from tests.host.fixture_modules import TrackedStorage
@@ -53,13 +53,30 @@ class TestRedaction(unittest.TestCase):
     def test_masks_secret_looking_values_only(self):
         args = ["/mnt/a", "password=hunter2", "state_dir=/x", "https://bob:pw@example.com/dav",
                 {"token": "abc", "name": "keep", "nested": ["api_key=zzz"]}, 5, None]
-        self.assertEqual(redact_args(args), [
+        self.assertEqual(redact(args), [
             "/mnt/a", "password=***", "state_dir=/x", "https://bob:***@example.com/dav",
             {"token": "***", "name": "keep", "nested": ["api_key=***"]}, 5, None])
 
+    def test_inline_specs_and_urls_at_any_depth(self):
+        """Issue 11 item 4: a password inside an inline location spec was shown in clear."""
+        import json
+        spec = json.dumps({"module": "replica.http.HTTPStorage", "name": "nas",
+                           "args": ["https://nas.example/dav/", "username=bob",
+                                    "password=hunter2", "token_env=NAS_TOKEN"]})
+        shown = redact(["loc-a", spec, "https://tok@example.com/x?X-Amz-Signature=abc&a=1",
+                        "secret_key=s3cr3t", "access_key_env=AWS_ACCESS_KEY_ID"])
+        text = json.dumps(shown)
+        for secret in ("hunter2", "tok@", "abc", "s3cr3t"):
+            self.assertNotIn(secret, text)
+        self.assertIn("NAS_TOKEN", text)
+        self.assertIn("AWS_ACCESS_KEY_ID", text)
+        self.assertIn("a=1", text)
+        self.assertEqual(redact_text("PUT https://u:pw@h/x failed; password=zz, size=3"),
+                         "PUT https://u:***@h/x failed; password=***, size=3")
+
     def test_does_not_change_the_input(self):
         args = {"password": "x"}
-        redact_args(args)
+        redact(args)
         self.assertEqual(args, {"password": "x"})
 
 
