@@ -77,7 +77,8 @@ class StorageModule(abc.ABC):
       instantiated): :meth:`new_data`, :meth:`assign`, :meth:`available`,
       :meth:`get_read_stream`, :meth:`delete`, :meth:`get_size`,
       :meth:`statistics`.
-    * *Optional* (defaults given here): :meth:`repair`, :meth:`close`, and
+    * *Optional* (defaults given here): :meth:`repair`, :meth:`new_data_for`,
+      :meth:`close`, and
       the :attr:`capabilities` mapping that says which optional operations
       a module really offers.
     * *Helpers* (not to be overridden): :meth:`capacity`.
@@ -96,6 +97,8 @@ class StorageModule(abc.ABC):
         "verified_reads": False,  # read streams check checksums
         "retries": False,         # the module retries transient failures itself;
                                   # callers must not retry its calls again
+        "placement": False,       # new_data_for() gives the same module_data for the
+                                  # same object id, in every process and on every node
     })
 
     def __init__(self, **kwargs):
@@ -234,6 +237,30 @@ class StorageModule(abc.ABC):
                 ``capabilities['repair']`` is False.
         """
         raise Unsupported("%s does not support repair" % type(self).__name__)
+
+    def new_data_for(self, context: Optional[dict], object_id: str) -> str:
+        """Allocate the module_data of the object ``object_id``, deterministically.
+
+        Optional (capability ``placement``). Unlike :meth:`new_data`, the same
+        ``object_id`` gives the same module_data in every process and on
+        every node configured with the same arguments, without contacting
+        the storage and without remembering anything. A wrapper such as the
+        replica uses it to place a copy of an existing object on a location
+        that was added later, and to find that copy again from any process.
+
+        Args:
+            object_id: 32 lowercase hexadecimal characters (a UUID4's hex).
+
+        Returns:
+            str: module_data usable with every other method.
+
+        Raises:
+            InvalidModuleData: ``object_id`` is not 32 lowercase hex characters.
+            Unsupported: the module cannot place data deterministically (the
+                default); ``capabilities['placement']`` is False.
+        """
+        raise Unsupported("%s does not support deterministic placement (new_data_for)"
+                          % type(self).__name__)
 
     def close(self) -> None:
         """Release pools, sessions and threads; the instance is not used again.
