@@ -473,7 +473,9 @@ class ReplicaStorage(StorageModule):
         not get one, streamed from a copy (unverified). Without: pending
         deletes and missing or damaged copies recorded in the journal are
         retried; an error-limited location is probed with its first entry
-        and skipped for the rest of this repair if that fails.
+        and skipped for the rest of this repair if that fails; then every
+        location's own ``repair(context)`` is called (when its module has
+        one), which removes the temporaries of writes cut off by a crash.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -481,7 +483,9 @@ class ReplicaStorage(StorageModule):
             with manifests the scrub's ``ok``, ``damaged``, ``missing``,
             ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,
-            ``skipped_locations`` and the ``remaining`` journal counts.
+            ``skipped_locations``, the ``remaining`` journal counts and
+            ``locations`` (name -> that location's own repair report, or
+            ``{"error": ...}`` / ``{"skipped": ...}``).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
@@ -495,6 +499,8 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         if module_data is None:
             summary = self._drainer.replay_all(context, self.settings.queue_timeout)
+            summary["locations"] = self._repairer.sweep_locations(
+                context, skip=summary["skipped_locations"])
             self._ledger.count(repairs=1)
             return summary
         data = formats.decode(module_data)

@@ -102,10 +102,28 @@ def summarize(locations: List[Dict[str, Any]], write_quorum: int, journal: Dict[
         "under_replicated": under_replicated,
         "pending_deletes": journal.get("deletes", 0),
         "journal": journal,
+        "temporaries": _temporaries(locations),
         "locations": report,
     }
     result.update(extra)
     return result
+
+
+def _temporaries(locations: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Sum the children's ``temporaries`` (files, bytes); list locations that do not say."""
+    files = size = 0
+    unknown = []
+    for entry in locations:
+        child = entry.get("statistics")
+        counted = child.get("temporaries") if isinstance(child, Mapping) else None
+        if isinstance(counted, Mapping) and all(
+                isinstance(counted.get(key), int) and not isinstance(counted.get(key), bool)
+                and counted.get(key) >= 0 for key in ("files", "bytes")):
+            files += counted["files"]
+            size += counted["bytes"]
+        else:
+            unknown.append(entry["name"])
+    return {"files": files, "bytes": size, "unknown": unknown}
 
 
 def location_reports(context: Optional[dict], locations: Sequence[Location],
