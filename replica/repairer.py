@@ -24,6 +24,7 @@ from modules.errors import (
     LocationUnavailable,
     ObjectNotFound,
     StorageError,
+    describe_error,
     format_failures,
 )
 from replica import module_data as formats
@@ -246,7 +247,7 @@ class Repairer:
         repaired = self._undo_if_deleted(context, data, repaired)
         damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
         report.update(present=list(report["ok"]), repaired=repaired,
-                      failed={name: "%s: %s" % (type(error).__name__, error)
+                      failed={name: describe_error(error)
                               for name, error in failures.items()})
         in_scope = set(report["unreachable"]) if only is None \
             else set(report["unreachable"]) & set(only)
@@ -337,7 +338,7 @@ class Repairer:
         report: Dict[str, Any] = {
             "present": [location.name for location, _ in holders],
             "repaired": [], "failed": {},
-            "unreachable": {name: str(error) for name, error in unreachable.items()}}
+            "unreachable": {name: describe_error(error) for name, error in unreachable.items()}}
         if missing and not holders:
             if unreachable:
                 raise LocationUnavailable("object %s: no location holding a copy can be reached: "
@@ -360,7 +361,7 @@ class Repairer:
         repaired = self._undo_if_deleted(
             context, data, [location.name for location, _ in missing if location.name not in failures])
         report["repaired"] = repaired
-        report["failed"] = {name: str(error) for name, error in failures.items()}
+        report["failed"] = {name: describe_error(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
         self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))

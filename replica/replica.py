@@ -36,6 +36,7 @@ from modules.errors import (
     ObjectError,
     ObjectNotFound,
     StorageError,
+    describe_error,
     format_failures,
 )
 from replica import module_data as formats
@@ -458,7 +459,7 @@ class ReplicaStorage(StorageModule):
         except Exception as error:  # statistics must never raise; report instead
             log.exception("building replica statistics failed")
             return {"capacity": self.capacity(), "replicas": len(self._locations),
-                    "degraded": True, "error": "%s: %s" % (type(error).__name__, error)}
+                    "degraded": True, "error": describe_error(error)}
 
     def repair(self, context: Optional[dict], module_data: Optional[str] = None,
                rate: Optional[float] = None) -> Dict[str, Any]:

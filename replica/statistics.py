@@ -15,9 +15,9 @@ import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from modules import UNKNOWN, StorageModule
-from modules.errors import StorageError
+from modules.errors import StorageError, describe_error
 from replica.journal import COPY, DELETE, Journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location
 
 __all__ = ["child_capacity", "journal_report", "json_safe", "location_reports", "summarize"]
 
@@ -157,7 +157,7 @@ def location_reports(context: Optional[dict], locations: Sequence[Location],
         ok, value = results.get(location.name, (False, errors.get(location.name)))
         entry = dict(snapshot, capacity=None, statistics=None, reason=None)
         if not ok:
-            entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
+            entry["reason"] = describe_error(value)
             if snapshot["health"] != ERROR_LIMITED:
                 entry["health"] = DOWN
         else:
@@ -186,7 +186,7 @@ def journal_report(journal: Journal) -> Dict[str, Any]:
         counts = journal.counts()
         report.update(copies=counts[COPY], deletes=counts[DELETE])
     except StorageError as error:
-        report.update(copies=-1, deletes=-1, error=str(error))
+        report.update(copies=-1, deletes=-1, error=describe_error(error))
     if not journal.durable:
         report["note"] = "kept in memory and lost on restart; set state_dir to keep it"
     return report
