@@ -32,7 +32,7 @@ from replica.copies import Copies, delete_copy, writer
 from replica.dispatcher import Dispatcher
 from replica.ledger import Ledger
 from replica.location_set import LocationSet
-from replica.locations import WRITE, Placed, describe_failures, limited_error
+from replica.locations import WRITE, Placed, limited_error
 from replica.manifest import Manifest
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
@@ -101,7 +101,8 @@ class Repairer:
         if data.verified:
             try:
                 _, reference, _ = find_reference(
-                    context, data.text, self._copies.verified_candidates(data, present), None, {},
+                    context, data.text, self._copies.verified_candidates(data, present),
+                    self._dispatcher.attempt, {},
                     functools.partial(self._ledger.is_buried, data.object_id))
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
@@ -342,7 +343,7 @@ class Repairer:
         if missing and not holders:
             if unreachable:
                 raise LocationUnavailable("object %s: no location holding a copy can be reached: "
-                                          "%s" % (data.object_id, describe_failures(unreachable)))
+                                          "%s" % (data.object_id, format_failures(unreachable)))
             raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
                                  module_data=data.text)
         failures: Dict[str, StorageError] = {}
