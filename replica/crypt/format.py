@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = ["HEADER_SIZE", "TAG_SIZE", "Header", "plaintext_size", "ciphertext_size",
            "chunk_count", "chunk_offset", "nonce", "object_key", "DEFAULT_CHUNK_SIZE",
-           "MIN_CHUNK_SIZE", "MAX_CHUNK_SIZE", "FormatError"]
+           "MIN_CHUNK_SIZE", "MAX_CHUNK_SIZE", "MAX_WRITE_CHUNK_SIZE", "FormatError"]
 
 MAGIC = b"VSMC"
 VERSION = 1
@@ -49,8 +49,11 @@ PREFIX_SIZE = 7
 #: Plaintext bytes per chunk written by default (256 KiB).
 DEFAULT_CHUNK_SIZE = 256 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
-#: The issue's bound: chunks of at most 1 MiB.
+#: The largest chunk a header may declare (chunks of at most 1 MiB).
 MAX_CHUNK_SIZE = 1024 * 1024
+#: The largest chunk size new objects may be written with: a read of a few bytes that
+#: straddles two chunks then costs at most 2 x (512 KiB + 16) + 40 bytes < 2 MiB.
+MAX_WRITE_CHUNK_SIZE = 512 * 1024
 
 _LAYOUT = struct.Struct(">4sBBBx8s16s7sx")
 assert _LAYOUT.size == HEADER_SIZE

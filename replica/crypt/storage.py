@@ -45,7 +45,7 @@ class CryptStorage(StorageWrapper):
         old_key_env, old_key_file: older keys accepted for reading
             (repeatable; a list as keyword arguments).
         chunk_size: plaintext bytes per chunk for new objects, a power of two
-            from 4096 to 1048576 (default 262144).
+            from 4096 to 524288 (default 262144).
 
     module_data is ``"crypt1:<object id>:<inner module_data>"``.
 
@@ -319,7 +319,7 @@ def _chunk_size(value: Any) -> int:
     except ValueError:
         size = None
     if isinstance(size, bool) or not isinstance(size, int) or size & (size - 1) \
-            or not fmt.MIN_CHUNK_SIZE <= size <= fmt.MAX_CHUNK_SIZE:
+            or not fmt.MIN_CHUNK_SIZE <= size <= fmt.MAX_WRITE_CHUNK_SIZE:
         raise ConfigurationError("chunk_size must be a power of two from %d to %d bytes, got %r"
-                                 % (fmt.MIN_CHUNK_SIZE, fmt.MAX_CHUNK_SIZE, value))
+                                 % (fmt.MIN_CHUNK_SIZE, fmt.MAX_WRITE_CHUNK_SIZE, value))
     return size
