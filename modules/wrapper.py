@@ -229,8 +229,18 @@ class StorageWrapper(StorageModule):
 
     def get_read_stream(self, context: Optional[dict], module_data: str):
         """Open the inner module's stream; its read errors name the inner location too."""
-        stream = self.call_inner(context, "get_read_stream", self.inner_data(module_data),
-                                 module_data=module_data)
+        return self.open_inner_stream(context, self.inner_data(module_data), module_data)
+
+    def open_inner_stream(self, context: Optional[dict], inner_data: str, module_data: str):
+        """Open the inner stream of ``inner_data``; errors of its reads are rewritten too.
+
+        Returns:
+            a binary stream with ``read``, ``seek``, ``tell``, ``close``.
+
+        Raises:
+            StorageError: the inner location's errors, naming it.
+        """
+        stream = self.call_inner(context, "get_read_stream", inner_data, module_data=module_data)
         return _RewritingStream(stream, self, module_data)
 
     def delete(self, context: Optional[dict], module_data: str) -> None:

@@ -12,7 +12,6 @@ from modules.context import make_context
 from modules.testing import CapabilityChecks, StorageModuleTestBase
 from replica.crypt import CryptStorage
 from replica.replica import ReplicaStorage
-from simple.simple import SimpleStorage
 from tests.crypt.support import KEY_ENV, set_key, temp_dir
 from tests.http.support import DAVServerCase, PASSWORD_ENV, USER
 
