@@ -28,7 +28,7 @@ from typing import TypedDict
 
 __all__ = [
     "UNKNOWN", "STATUS_OK", "STATUS_DEGRADED", "STATUS_UNAVAILABLE", "STATUSES",
-    "Capacity", "CapacityDict", "Statistics", "statistics_status",
+    "Capacity", "CapacityDict", "Statistics", "statistics_status", "status_word",
     "ScrubReport", "RepairReport", "add_counts",
 ]
 
@@ -112,32 +112,46 @@ class Capacity:
         return cls(number("total"), number("free"), number("used"))
 
 
+def status_word(value: Any) -> str:
+    """Return the :data:`STATUSES` word for a status a module reported.
+
+    ``ok`` and the synonyms older modules used (``healthy``, ``up``,
+    ``online``, ``available``, ``good``, any case) are ``ok``; ``degraded``
+    is ``degraded``; anything else is ``unavailable``.
+    """
+    word = str(value).strip().lower()
+    if word in _OK_SYNONYMS:
+        return STATUS_OK
+    return STATUS_DEGRADED if word == STATUS_DEGRADED else STATUS_UNAVAILABLE
+
+
 def statistics_status(stats: Any) -> Tuple[str, str]:
     """Return ``(status, reason)`` of a module's statistics dict.
 
-    ``status`` is one of :data:`STATUSES`. A missing ``status`` is ``ok``;
-    the synonyms older modules used (``healthy``, ``up``, ...) are ``ok``;
-    a truthy ``degraded`` key (the replica's) is ``degraded`` with its
-    ``reason``; any other word is ``unavailable`` with that word as reason
-    when no ``reason`` is given.
+    ``status`` is one of :data:`STATUSES`. A truthy ``degraded`` key (the
+    replica's) is ``degraded``, its reason the key itself when it is text,
+    ``"not healthy: a, b"`` for a list, else ``degraded_reason`` or
+    ``reason`` (possibly empty: the caller may explain further). Otherwise
+    ``status`` decides (see :func:`status_word`; missing is ``ok``); an
+    unknown word is ``unavailable`` with that word as reason when no
+    ``reason`` is given.
     """
     if not isinstance(stats, Mapping):
         return STATUS_UNAVAILABLE, "no statistics"
     reason = stats.get("reason")
     reason = "" if reason is None else str(reason)
-    status = str(stats.get("status", STATUS_OK)).strip().lower()
-    if status == STATUS_DEGRADED:
-        return STATUS_DEGRADED, reason
-    if status not in _OK_SYNONYMS:
-        return STATUS_UNAVAILABLE, reason or status
     degraded = stats.get("degraded")
     if degraded:
         if isinstance(degraded, str):
             return STATUS_DEGRADED, degraded
         if isinstance(degraded, (list, tuple)):
             return STATUS_DEGRADED, "not healthy: " + ", ".join(map(str, degraded))
-        return STATUS_DEGRADED, reason or str(stats.get("degraded_reason") or "")
-    return STATUS_OK, ""
+        return STATUS_DEGRADED, str(stats.get("degraded_reason") or reason)
+    status = stats.get("status", STATUS_OK)
+    word = status_word(status)
+    if word == STATUS_UNAVAILABLE:
+        return word, reason or str(status).strip().lower()
+    return word, reason if word == STATUS_DEGRADED else ""
 
 
 # -- scrub and repair reports ---------------------------------------------------

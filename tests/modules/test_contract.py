@@ -301,3 +301,25 @@ class TestTransparentWrapperKit(CapabilityChecks, StorageModuleTestBase, unittes
 
 
 
+
+
+class TestHostUsesTheTypedStatus(unittest.TestCase):
+    """Issue 13: the status page reads statistics through modules.reports.statistics_status."""
+
+    def state(self, stats):
+        from modules.host.status_page import ModuleView, module_state
+        from modules.host.store import ModuleConfig
+        view = ModuleView(ModuleConfig("m", "replica.crypt.CryptStorage"), stats, None, 0, 0)
+        return module_state(view)
+
+    def test_states(self):
+        self.assertEqual(self.state({"capacity": {}, "status": "ok"}), ("ok", ""))
+        self.assertEqual(self.state({"status": "Healthy"}), ("ok", ""))
+        self.assertEqual(self.state({"status": "degraded", "reason": "3 to reclaim"}),
+                         ("degraded", "3 to reclaim"))
+        self.assertEqual(self.state({"status": "unavailable", "reason": "index gone"}),
+                         ("unavailable", "index gone"))
+        self.assertEqual(self.state({"degraded": True, "locations": [
+            {"name": "a", "health": "ok"}, {"name": "b", "health": "down"}]}),
+            ("degraded", "not healthy: b"))
+        self.assertEqual(self.state(None)[0], "error")
