@@ -38,7 +38,7 @@ from modules.errors import (
     StorageError,
     Unsupported,
 )
-from modules.redaction import redact_text
+from modules.redaction import redact, redact_text
 
 __all__ = ["StorageWrapper", "INHERIT", "Resolver"]
 
@@ -253,15 +253,18 @@ class StorageWrapper(StorageModule):
                                module_data=module_data)
 
     def statistics(self, context: Optional[dict]) -> Dict[str, Any]:
-        """Return ``{'capacity', 'status', 'reason', 'inner'}`` from the inner statistics; never raises."""
+        """Return ``{'capacity', 'status', 'reason', 'inner'}`` from the inner statistics; never raises.
+
+        ``inner`` is the inner module's statistics passed through
+        :func:`modules.redaction.redact`; ``capacity`` is the inner one.
+        """
         try:
             inner = self.call_inner(context, "statistics")
         except Exception as error:  # statistics must not raise: report instead
             return {"capacity": self.capacity(), "status": "unavailable",
                     "reason": redact_text(str(error))[:_MAX_ERROR_TEXT],
                     "inner_location": self.inner_name}
-        if not isinstance(inner, dict):
-            inner = {}
+        inner = redact(inner) if isinstance(inner, dict) else {}
         result = {"capacity": inner.get("capacity") or self.capacity(),
                   "status": inner.get("status", "ok"), "inner_location": self.inner_name,
                   "inner": inner}

@@ -258,16 +258,23 @@ class DedupIndex:
                 db.execute("DELETE FROM objects WHERE digest NOT IN (SELECT digest FROM blobs)")
         return fixed, freed, lost
 
-    def totals(self) -> Dict[str, Any]:
-        """Return ``objects``, ``logical_bytes``, ``blobs``, ``stored_bytes`` and ``pending``."""
+    def totals(self, stale_after: float = 60.0) -> Dict[str, Any]:
+        """Return ``objects``, ``logical_bytes``, ``blobs``, ``stored_bytes``, ``pending``, ``stale``.
+
+        ``pending`` counts the unfinished rows by kind; ``stale`` counts the
+        ``discard`` and ``free`` rows older than ``stale_after`` seconds
+        (their deletion failed: they wait for a repair).
+        """
         with DedupIndex._Transaction(self, False) as db:
             objects, logical = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) "
                                           "FROM objects").fetchone()
             blobs, stored = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) "
                                        "FROM blobs").fetchone()
             pending = dict(db.execute("SELECT kind, COUNT(*) FROM pending GROUP BY kind"))
+            stale = db.execute("SELECT COUNT(*) FROM pending WHERE kind != ? AND since < ?",
+                               (UPLOAD, self._clock() - stale_after)).fetchone()[0]
         return {"objects": objects, "logical_bytes": logical, "blobs": blobs,
-                "stored_bytes": stored, "pending": pending}
+                "stored_bytes": stored, "pending": pending, "stale": stale}
 
     # -- helpers (inside a transaction) -----------------------------------
 

@@ -213,12 +213,11 @@ class DedupStorage(StorageWrapper):
         stored = totals["stored_bytes"]
         totals["dedup_ratio"] = round(totals["logical_bytes"] / stored, 4) if stored else 1.0
         result.update(totals)
-        if totals["pending"].get("free") or totals["pending"].get("discard"):
-            if result.get("status", "ok") == "ok":
-                result["status"] = "degraded"
-                result["reason"] = ("%d inner object(s) wait to be reclaimed; run repair"
-                                    % (totals["pending"].get("free", 0)
-                                       + totals["pending"].get("discard", 0)))
+        stale = totals.pop("stale")
+        if stale and result.get("status", "ok") == "ok":
+            result["status"] = "degraded"
+            result["reason"] = ("%d inner object(s) could not be deleted and wait to be "
+                                "reclaimed; run repair" % stale)
         with self._lock:
             result["operations"] = dict(self._counters)
         result["state_dir"] = self.state_dir

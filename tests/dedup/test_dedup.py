@@ -173,3 +173,64 @@ class TestDedupOverEncryption(CapabilityChecks, StorageModuleTestBase, unittest.
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestInnerFailures(unittest.TestCase):
+    """A location that fails: nothing lost, nothing leaked once repair runs (issue 13)."""
+
+    def setUp(self):
+        from modules.testing import FaultyStorage
+        from simple.simple import SimpleStorage
+        self.inner_dir = temp_dir(self, "vsm-dedup-inner-")
+        self.state = temp_dir(self, "vsm-dedup-state-")
+        self.faulty = FaultyStorage(SimpleStorage(self.inner_dir), name="flaky")
+        self.context = make_context({"flaky": self.faulty})
+        self.dedup = DedupStorage("flaky", state_dir=self.state)
+        self.addCleanup(self.dedup.close)
+
+    def store(self, data: bytes) -> str:
+        module_data = self.dedup.new_data(self.context)
+        self.dedup.assign(self.context, module_data, io.BytesIO(data))
+        return module_data
+
+    def test_a_failed_delete_is_reclaimed_by_repair_and_shown_meanwhile(self):
+        import sqlite3
+        module_data = self.store(b"to be deleted" * 100)
+        self.faulty.fail("delete")
+        self.dedup.delete(self.context, module_data)  # the object is gone at once
+        self.assertFalse(self.dedup.available(self.context, module_data))
+        self.assertEqual(len(stored_files(self.inner_dir)), 1)
+        stats = self.dedup.statistics(self.context)
+        self.assertEqual(stats["pending"], {"free": 1})
+        with sqlite3.connect(os.path.join(self.state, "dedup-index.sqlite3")) as db:
+            db.execute("UPDATE pending SET since = since - 3600")
+        stats = self.dedup.statistics(self.context)
+        self.assertEqual(stats["status"], "degraded", stats)
+        self.assertIn("run repair", stats["reason"])
+        report = self.dedup.repair(self.context)
+        self.assertEqual((report["reclaimed"], report["remaining"]), (0, 1))
+        self.assertIn("flaky", json.dumps(report["failed"]))
+        self.faulty.clear()
+        report = self.dedup.repair(self.context)
+        self.assertEqual((report["reclaimed"], report["remaining"]), (1, 0))
+        self.assertEqual(stored_files(self.inner_dir), [])
+        self.assertEqual(self.dedup.statistics(self.context)["status"], "ok")
+
+    def test_a_write_failing_midway_keeps_nothing(self):
+        self.faulty.fail("write", after_bytes=50000)
+        module_data = self.dedup.new_data(self.context)
+        with self.assertRaises(Exception):
+            self.dedup.assign(self.context, module_data, io.BytesIO(os.urandom(200000)))
+        self.faulty.clear()
+        self.assertFalse(self.dedup.available(self.context, module_data))
+        self.assertEqual(stored_files(self.inner_dir), [])
+        self.assertEqual(self.dedup.statistics(self.context)["pending"], {})
+
+    def test_errors_of_the_inner_location_name_it(self):
+        module_data = self.store(b"abc")
+        self.faulty.down()
+        with self.assertRaises(Exception) as caught:
+            self.dedup.get_read_stream(self.context, module_data).close()
+        self.assertIn("flaky", str(caught.exception))
+        self.assertEqual(getattr(caught.exception, "location", None), "flaky")
+        self.faulty.up()
