@@ -323,3 +323,24 @@ class TestHostUsesTheTypedStatus(unittest.TestCase):
             {"name": "a", "health": "ok"}, {"name": "b", "health": "down"}]}),
             ("degraded", "not healthy: b"))
         self.assertEqual(self.state(None)[0], "error")
+
+
+class TestSimpleCapabilities(CapabilityChecks, StorageModuleTestBase, unittest.TestCase):
+    """The per-capability checks against the sample module (issue 13)."""
+
+    def make_module(self):
+        directory = tempfile.mkdtemp(prefix="vsm-caps-simple-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        return SimpleStorage(directory)
+
+
+class TestReplicaCapabilities(CapabilityChecks, StorageModuleTestBase, unittest.TestCase):
+    """The per-capability checks against the replica over three directories (issue 13)."""
+
+    def make_module(self):
+        from replica.replica import ReplicaStorage
+        directory = tempfile.mkdtemp(prefix="vsm-caps-replica-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        for name in "abc":
+            os.mkdir(os.path.join(directory, name))
+        return ReplicaStorage(*("file://%s/%s" % (directory, name) for name in "abc"))
