@@ -72,10 +72,11 @@ class DedupStorage(StorageWrapper):
         if not isinstance(state_dir, str) or not state_dir.strip():
             raise ConfigurationError("DedupStorage needs state_dir=PATH, the directory of its "
                                      "index (shared by every process of this node)")
-        self._index = DedupIndex(state_dir.strip())
+        state_dir = os.path.abspath(state_dir.strip())
+        self._index = DedupIndex(state_dir)
         location = open_inner(spec, owner=self)
         super().__init__(spec.name, location.module, close_inner=location.close)
-        self.state_dir = state_dir.strip()
+        self.state_dir = state_dir
         self._owner: Optional[str] = None
         self._owner_pid: Optional[int] = None
         self._lock = threading.Lock()

@@ -10,9 +10,11 @@ import os
 import unittest
 
 from modules.context import make_context
+from modules.errors import InvalidModuleData
 from modules.testing import CapabilityChecks, StorageModuleTestBase
 from replica.crypt import CryptStorage
 from replica.replica import ReplicaStorage
+from simple.simple import SimpleStorage
 from tests.crypt.support import KEY_ENV, files_under, set_key, temp_dir
 
 SECRET = b"TOP-SECRET-LEDGER-LINE;"
@@ -97,3 +99,38 @@ class TestEncryptionOverAMirror(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class _Placing(SimpleStorage):
+    """A simple location with deterministic placement (as the grown simple module offers)."""
+
+    capabilities = dict(ReplicaStorage.capabilities, placement=True, repair=False, scrub=False,
+                        verified_reads=False)
+
+    def new_data_for(self, context, object_id):
+        if not isinstance(object_id, str) or len(object_id) != 32 or \
+                any(ch not in "0123456789abcdef" for ch in object_id):
+            raise InvalidModuleData("object_id must be 32 lowercase hex characters")
+        return "%s/%s/%s" % (object_id[:2], object_id[2:4], object_id)
+
+
+class TestPlacementPropagates(CapabilityChecks, StorageModuleTestBase, unittest.TestCase):
+    """CryptStorage over a location with placement offers new_data_for itself."""
+
+    def make_module(self):
+        set_key(self)
+        self._inner = _Placing(temp_dir(self))
+        return CryptStorage("placing", key_env=KEY_ENV)
+
+    def make_context(self):
+        return make_context({"placing": self._inner})
+
+    def setUp(self):
+        super().setUp()
+        self.module.statistics(self.context)  # resolve the named inner module
+
+    def test_new_data_for_uses_the_given_object_id(self):
+        object_id = "ab" * 16
+        self.assertTrue(self.module.capabilities["placement"])
+        self.assertEqual(self.module.new_data_for(self.context, object_id),
+                         "crypt1:%s:ab/ab/%s" % (object_id, object_id))
