@@ -208,7 +208,8 @@ class CryptStorage(StorageWrapper):
             report when the inner location offers scrub (else ``ok`` names
             the inner location), with ``authenticated`` True/False, and the
             inner location in ``damaged`` (``"<name> (decryption)"``) when a
-            chunk fails authentication.
+            chunk fails authentication, or in ``unreachable`` when the inner
+            scrub ran but no copy could be read to authenticate.
 
         Raises:
             InvalidModuleData: ``module_data`` is not a CryptStorage one.
@@ -232,6 +233,12 @@ class CryptStorage(StorageWrapper):
         except DataCorrupted as error:
             report.extra["authenticated"] = False
             report.damaged["%s (decryption)" % self.inner_name] = str(error)
+        except StorageError as error:
+            if not inner_scrub:
+                raise
+            # the inner scrub's report already says what is missing or unreachable
+            report.extra["authenticated"] = False
+            report.unreachable["%s (decryption)" % self.inner_name] = str(error)
         else:
             report.extra["authenticated"] = True
             report.extra["bytes_authenticated"] = checked

@@ -74,7 +74,11 @@ class DedupStorage(StorageWrapper):
                                      "index (shared by every process of this node)")
         state_dir = os.path.abspath(state_dir.strip())
         self._index = DedupIndex(state_dir)
-        location = open_inner(spec, owner=self)
+        try:
+            location = open_inner(spec, owner=self)
+        except BaseException:
+            self._index.close()
+            raise
         super().__init__(spec.name, location.module, close_inner=location.close)
         self.state_dir = state_dir
         self._owner: Optional[str] = None
@@ -318,6 +322,10 @@ class DedupStorage(StorageWrapper):
             report.missing.append(self.inner_name)
         except DataCorrupted as error:
             report.damaged[self.inner_name] = str(error)
+        except StorageError as error:
+            if not inner_scrub:
+                raise
+            report.unreachable[self.inner_name] = str(error)
         else:
             if (digest, size) != (entry.digest, entry.size):
                 report.damaged[self.inner_name] = (
