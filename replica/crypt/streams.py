@@ -55,6 +55,11 @@ class EncryptingSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def exhausted(self) -> bool:
+        """True once the last chunk was sealed and every ciphertext byte was read."""
+        return self._finished and not self._output
+
     def read(self, size: Optional[int] = -1) -> bytes:
         """Return up to ``size`` ciphertext bytes (at most one chunk); ``b''`` at the end."""
         while not self._output:
@@ -109,6 +114,8 @@ class DecryptingStream(ReadStream):
         describe: a short name of the object for messages.
         rewrite: turns an inner stream's error into the wrapper's SDK error.
         on_failure: called once per authentication failure (statistics).
+        on_bytes: called with the plaintext bytes of each batch of chunks
+            decrypted (statistics).
     """
 
     def __init__(self, inner, header: fmt.Header, key: bytes, aad: bytes, size: int,

@@ -5,8 +5,7 @@ import shutil
 import tempfile
 import threading
 import unittest
-import uuid
-from typing import Dict, List
+from typing import List
 
 from simple.simple import SimpleStorage
 
@@ -81,14 +80,8 @@ class CountingStorage(SimpleStorage):
             self.streams_opened = 0
 
 
-def unique() -> str:
-    return uuid.uuid4().hex[:10]
-
-
 def inner_path(storage_dir: str, module_data: str) -> str:
     """Return the file under ``storage_dir`` holding a CryptStorage-over-simple object."""
     inner = module_data.split(":", 2)[2]
     return os.path.join(storage_dir, inner)
 
-
-Contexts = Dict[str, object]
