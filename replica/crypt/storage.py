@@ -126,14 +126,6 @@ class CryptStorage(StorageWrapper):
         source = EncryptingSource(stream, header, key, header.raw + object_id.encode("ascii"),
                                   on_chunk=lambda size: self._count(bytes_encrypted=size))
         self.call_inner(context, "assign", inner, source, module_data=module_data)
-        if not source.exhausted:  # an inner module that stopped reading early stored a stump
-            try:
-                self.call_inner(context, "delete", inner, module_data=module_data)
-            except StorageError as error:
-                log.warning("could not delete the partial object at %s: %s", self.inner_name,
-                            error)
-            raise StorageError("inner location %s returned from assign before reading the whole "
-                               "encrypted stream; nothing was stored" % self.inner_name)
         self._count(objects_written=1)
 
     def get_read_stream(self, context: Optional[dict], module_data: str) -> DecryptingStream:

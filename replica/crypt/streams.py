@@ -55,11 +55,6 @@ class EncryptingSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    @property
-    def exhausted(self) -> bool:
-        """True once the last chunk was sealed and every ciphertext byte was read."""
-        return self._finished and not self._output
-
     def read(self, size: Optional[int] = -1) -> bytes:
         """Return up to ``size`` ciphertext bytes (at most one chunk); ``b''`` at the end."""
         while not self._output:

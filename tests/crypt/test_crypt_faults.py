@@ -330,24 +330,3 @@ class TestSeekCostAndSize(unittest.TestCase):
 if __name__ == "__main__":
     unittest.main()
 
-
-class _ReadsOnce(CountingStorage):
-    """A broken inner module whose assign reads the source once and stores that."""
-
-    def assign(self, context, module_data, stream):
-        import io as _io
-        super().assign(context, module_data, _io.BytesIO(stream.read(100)))
-
-
-class TestInnerModuleThatStopsReading(unittest.TestCase):
-    def test_a_stump_is_not_reported_as_stored(self):
-        """An inner assign that returns early must not leave a silently truncated object."""
-        set_key(self)
-        inner = _ReadsOnce(temp_dir(self))
-        context = make_context({"broken": inner})
-        crypt = CryptStorage("broken", key_env=KEY_ENV)
-        module_data = crypt.new_data(context)
-        with self.assertRaises(Exception) as caught:
-            crypt.assign(context, module_data, io.BytesIO(os.urandom(300000)))
-        self.assertIn("before reading the whole", str(caught.exception))
-        self.assertFalse(crypt.available(context, module_data))
