@@ -237,21 +237,22 @@ class SimpleStorage(StorageModule):
                       temporaries=self._count_temporaries())
         return result
 
-    def repair(self, context: Optional[dict], module_data: Optional[str] = None
-               ) -> Dict[str, Any]:
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None,
+               rate: Optional[float] = None) -> Dict[str, Any]:
         """Remove temporary files of writes that were cut off (the writer was killed).
 
         Only temporaries older than ``temp_grace`` seconds (by their
         modification time) are removed: a younger one may belong to a write
-        in progress in another process. Both the temporary directory and,
-        for files left by older versions, the objects' directories are
-        searched for files named like this module's temporaries. With
-        ``module_data``, only that object's directory and temporaries are.
+        in progress in another process. Every object directory is searched
+        for files named like this module's temporaries; with ``module_data``,
+        only that object's. ``rate`` is accepted and ignored (nothing is read).
 
         Returns:
-            dict: ``temporaries_removed``, ``bytes_removed``,
-            ``temporaries_kept`` (younger than the grace period) and
-            ``errors`` (texts of files that could not be removed).
+            dict: a :class:`modules.reports.RepairReport` shape: ``reclaimed``
+            (temporaries removed), ``failed`` (file -> why it could not be
+            removed), ``repaired``/``present`` (empty) and ``remaining`` (0);
+            plus ``temporaries_removed``, ``bytes_removed`` and
+            ``temporaries_kept`` (younger than the grace period).
 
         Raises:
             InvalidModuleData: ``module_data`` is not one of ours.
@@ -264,29 +265,33 @@ class SimpleStorage(StorageModule):
             prefix += os.path.basename(path) + "-"
             directories = [os.path.dirname(path)]
         self._require_storage_dir()
-        report: Dict[str, Any] = {"temporaries_removed": 0, "bytes_removed": 0,
-                                  "temporaries_kept": 0, "errors": []}
+        removed = removed_bytes = kept = 0
+        failed: Dict[str, str] = {}
         oldest_kept = time.time() - self.temp_grace
         with self._converted(None):
             for path, size, mtime in self._temporaries(prefix, directories):
                 if mtime > oldest_kept:
-                    report["temporaries_kept"] += 1
+                    kept += 1
                     continue
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     continue  # its writer finished or another sweep took it
                 except OSError as error:
-                    report["errors"].append("%s: %s" % (path, error.strerror or error))
+                    failed[os.path.relpath(path, self.storage_dir)] = str(
+                        error.strerror or error)
                     continue
-                report["temporaries_removed"] += 1
-                report["bytes_removed"] += size
+                removed += 1
+                removed_bytes += size
+                _remove_empty_shards(os.path.dirname(path), self.storage_dir)
         with self._lock:
             self._temporaries_counted = None  # count again at the next statistics
-        if report["temporaries_removed"]:
+        if removed:
             log.warning("removed %d left-over temporary file(s) (%d bytes) under %s",
-                        report["temporaries_removed"], report["bytes_removed"], self.storage_dir)
-        return report
+                        removed, removed_bytes, self.storage_dir)
+        return {"repaired": [], "present": [], "failed": failed, "reclaimed": removed,
+                "remaining": 0, "temporaries_removed": removed, "bytes_removed": removed_bytes,
+                "temporaries_kept": kept}
 
     # -- helpers ----------------------------------------------------------
 
