@@ -11,6 +11,7 @@ The application is built when this module is first imported.
 import os
 
 from modules.host.app import make_app
+from modules.host.eggs import egg_paths, load_eggs
 
 __all__ = ["application", "DATA_DIR_ENV", "DEFAULT_DATA_DIR"]
 
@@ -20,4 +21,6 @@ DATA_DIR_ENV = "VSM_DATA_DIR"
 #: The data directory when the variable is not set.
 DEFAULT_DATA_DIR = "vsm-data"
 
-application = make_app(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+_data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+load_eggs(egg_paths(_data_dir))  # the data directory's eggs/*.egg, before any module loads
+application = make_app(_data_dir)
