@@ -165,9 +165,12 @@ class SimpleStorage(StorageModule):
             try:
                 os.unlink(path)
             except FileNotFoundError:
-                return
+                deleted = False  # already gone; a failed assign may have left its shard
+            else:
+                deleted = True
         _remove_empty_shards(os.path.dirname(path), self.storage_dir)
-        self._count(deletes=1)
+        if deleted:
+            self._count(deletes=1)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the file's size in bytes.

@@ -155,9 +155,20 @@ class StorageModuleTestBase:
     def give_storage_back(self) -> None:
         """Undo :meth:`take_storage_away` (the default moves the directory back)."""
         moved = getattr(self, "_storage_away", None)
-        if moved is not None:
-            os.rename(*moved)
-            self._storage_away = None
+        if moved is None:
+            return
+        self._storage_away = None
+        away, directory = moved
+        recreated = None
+        if os.path.lexists(directory):  # the module made it again: keep what it wrote, aside
+            recreated = "%s.vsm-recreated-%s" % (directory.rstrip(os.sep), uuid.uuid4().hex[:8])
+            os.rename(directory, recreated)
+        os.rename(away, directory)
+        if recreated is not None:
+            raise AssertionError(
+                "the module created %s again while it was taken away (what it wrote then is kept "
+                "in %s); never create the storage directory: raise LocationUnavailable"
+                % (directory, recreated))
 
     # -- fixtures ---------------------------------------------------------
 
