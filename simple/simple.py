@@ -272,8 +272,8 @@ def _create_in_shard(directory: str, temp_path: str) -> int:
     times. OS errors propagate.
     """
     for attempt in range(_SHARD_ATTEMPTS):
-        os.makedirs(directory, exist_ok=True)
-        try:
+        try:  # makedirs too: the parent shard may go between its two mkdir calls
+            os.makedirs(directory, exist_ok=True)
             return os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
             if attempt == _SHARD_ATTEMPTS - 1:

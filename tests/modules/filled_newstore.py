@@ -33,9 +33,8 @@ class NewStorage(StorageModule):
         path = self._path(module_data)
         temp = "%s.tmp-%s" % (path, uuid.uuid4().hex)
         with convert_os_errors(self.storage_dir, module_data):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             try:
-                with open(temp, "xb") as file:
+                with _create(temp) as file:
                     done = 0
                     while True:
                         chunk = read_source_chunk(stream, 1 << 20, done)
@@ -98,3 +97,14 @@ class NewStorage(StorageModule):
         if not os.path.isdir(self.storage_dir):
             raise LocationUnavailable("%s is missing: mount it or create it" % self.storage_dir,
                                       location=self.storage_dir)
+
+
+def _create(path: str):
+    """Open the new file ``path``, creating its directory; a concurrent delete may remove it."""
+    for attempt in range(5):
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "xb")
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
