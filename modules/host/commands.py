@@ -175,6 +175,8 @@ def _print_banner(out: TextIO, app, server: HostServer) -> None:
     else:
         lines.append("Administrator password: %s" % where)
     lines.append("Configured modules: %s" % (", ".join(names) or "none"))
+    from modules.host.eggs import loaded_eggs
+    lines += ["Loaded egg: %s %s (%s)" % (egg.name, egg.version, egg.path) for egg in loaded_eggs()]
     lines += [
         "Try:",
         "  curl -u %s -T hello.txt %s/objects/%s/hello.txt" % (credentials, url, policy),

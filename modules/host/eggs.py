@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from modules.errors import ConfigurationError
-from modules.packaging.egg import egg_problems, read_egg
+from modules.packaging.egg import EggInfo, egg_problems, read_egg
 
 __all__ = ["LoadedEgg", "EGGS_DIRNAME", "egg_paths", "load_eggs", "loaded_eggs", "egg_report"]
 
@@ -41,6 +41,12 @@ class LoadedEgg:
     version: str
     packages: Tuple[str, ...]
     stat: Tuple[int, int, int]  # (size, mtime in ns, inode) at load time
+
+    @classmethod
+    def of(cls, info: EggInfo) -> "LoadedEgg":
+        """Return the record of the egg ``info`` describes, with its file as it is now."""
+        return cls(info.path, info.name, info.version, tuple(info.packages),
+                   _stat(info.path) or (0, 0, 0))
 
     def state(self) -> Tuple[str, str]:
         """Return ``('loaded', '')``, ``('changed', note)`` or ``('missing', note)``."""
@@ -100,8 +106,7 @@ def load_eggs(paths: Iterable[str]) -> List[LoadedEgg]:
                                          "from %s already" % (info.path, package, getattr(
                                              sys.modules[package], "__file__", "elsewhere")))
             owners[package] = info.path
-        eggs.append(LoadedEgg(info.path, info.name, info.version, tuple(info.packages),
-                              _stat(info.path) or (0, 0, 0)))
+        eggs.append(LoadedEgg.of(info))
     with _lock:
         known = {egg.path for egg in _loaded}
         fresh = [egg for egg in eggs if egg.path not in known]

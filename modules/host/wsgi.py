@@ -6,7 +6,9 @@ The data directory comes from the environment variable ``VSM_DATA_DIR``
 
     VSM_DATA_DIR=/srv/vsm gunicorn --threads 8 modules.host.wsgi:application
 
-The application is built when this module is first imported.
+The application is built when this module is first imported, after the
+eggs in the data directory's ``eggs/`` folder are put on the path (see
+:mod:`modules.host.eggs`).
 """
 import os
 

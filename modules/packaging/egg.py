@@ -20,9 +20,10 @@ __all__ = ["EggInfo", "read_egg", "egg_problems", "SDK_PACKAGES", "SDK_DISTRIBUT
 #: The SDK's distribution name; an egg must have its own.
 SDK_DISTRIBUTION = "vendor-storage-modules"
 
-#: Top-level packages an egg must not carry: the platform provides
-#: ``modules``; ``simple`` is the SDK's sample; tests stay out.
-SDK_PACKAGES = ("modules", "simple", "tests", "test")
+#: Top-level packages a vendor's egg must not carry: the platform provides
+#: ``modules`` (and the SDK ships ``replica``); ``simple`` is the SDK's
+#: sample; tests stay out.
+SDK_PACKAGES = ("modules", "simple", "replica", "tests", "test")
 
 #: Size of the header of a ``.pyc`` file that starts with the magic number.
 _MAGIC_LENGTH = len(importlib.util.MAGIC_NUMBER)
@@ -115,8 +116,9 @@ def egg_problems(info: EggInfo) -> List[str]:
                         "setup.cfg [metadata] (vsm new does)" % info.name)
     carried = [package for package in info.packages if package in SDK_PACKAGES]
     if carried:
-        problems.append("the egg carries %s: the platform provides modules, and simple and tests "
-                        "do not belong in it; build only your packages (EGG_PACKAGES in setup.py)"
+        problems.append("the egg carries %s: the platform provides modules and the SDK ships "
+                        "replica, and simple and tests do not belong in it; build only your "
+                        "packages (EGG_PACKAGES in setup.py)"
                         % ", ".join(carried))
     sources = [entry for entry in info.code if entry.endswith(".py")]
     if sources:

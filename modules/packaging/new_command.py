@@ -1,7 +1,9 @@
 """``vsm new NAME``: write a ready source directory for a new module."""
 import argparse
+import importlib.util
+import os
 import sys
-from typing import TextIO
+from typing import Optional, TextIO
 
 from modules.errors import ConfigurationError
 from modules.packaging.scaffold import create_project
@@ -39,6 +41,11 @@ def _main(options: argparse.Namespace, out: TextIO = None) -> int:
     except OSError as error:
         print("vsm new: cannot write the project: %s" % error, file=sys.stderr)
         return 1
+    shadowed = _installed_elsewhere(project.name, project.directory)
+    if shadowed:
+        out.write("note: a package %s is installed already (%s); the module's package would "
+                  "shadow it or be shadowed by it: consider another name\n"
+                  % (project.name, shadowed))
     out.write("wrote %s (distribution %s, module %s):\n" % (
         project.directory, project.dist_name, project.dotted_path))
     for relative in project.files:
@@ -50,3 +57,15 @@ def _main(options: argparse.Namespace, out: TextIO = None) -> int:
               % (project.directory, project.name, project.name, project.dotted_path,
                  project.dotted_path))
     return 0
+
+
+def _installed_elsewhere(package: str, project_directory: str) -> Optional[str]:
+    """Return where ``package`` is importable from outside the new project, if it is."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if spec is None or (origin and os.path.abspath(origin).startswith(project_directory + os.sep)):
+        return None
+    return origin or "a namespace package"

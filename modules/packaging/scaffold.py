@@ -32,6 +32,7 @@ _FILES = (
     ("setup.py", "setup.py.tmpl"),
     ("setup.cfg", "setup.cfg.tmpl"),
     ("README.md", "README.md.tmpl"),
+    (".gitignore", "gitignore.tmpl"),
     ("{name}/__init__.py", "init.py.tmpl"),
     ("{name}/{name}.py", "module.py.tmpl"),
     ("tests/__init__.py", "tests_init.py.tmpl"),

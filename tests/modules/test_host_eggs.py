@@ -68,3 +68,23 @@ class TestHostEggs(unittest.TestCase):
                 self.assertIn("vsm serve: cannot start: ", result.stderr)
                 self.assertIn(expected, result.stderr)
                 self.assertNotIn("Traceback", result.stderr)
+
+
+class TestLoadedEggState(unittest.TestCase):
+    def test_loaded_changed_and_missing(self):
+        from modules.host.eggs import LoadedEgg
+        from modules.packaging.egg import read_egg
+
+        work = tempfile.mkdtemp(prefix="vsm-egg-state-")
+        self.addCleanup(shutil.rmtree, work, True)
+        path = good_egg(os.path.join(work, "s.egg"), "statestore", "1.0")
+        egg = LoadedEgg.of(read_egg(path))
+        self.assertEqual(egg.state(), ("loaded", ""))
+        good_egg(path + ".new", "statestore", "1.1")
+        os.replace(path + ".new", path)
+        state, note = egg.state()
+        self.assertEqual(state, "changed")
+        self.assertIn("now statestore 1.1", note)
+        self.assertIn("restart vsm serve", note)
+        os.unlink(path)
+        self.assertEqual(egg.state()[0], "missing")

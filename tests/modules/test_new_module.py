@@ -86,6 +86,7 @@ class TestFromNothingToADeployedEgg(_Project):
         os.replace(deployed + ".new", deployed)  # an upgrade copied over the loaded egg
         page = host.session.get(host.url + "/", timeout=30).text
         self.assertIn("restart vsm serve to load it", page)
+        self.assertIn("Loaded egg: newstore 0.1.0 (%s)" % deployed, host.log())
         self.assertEqual(host.stop(), 0, host.log())
         self.assertLess(time.monotonic() - started, 120, "the walkthrough is too slow")
 
