@@ -138,9 +138,13 @@ def check_egg(path: str, dotted_path: Optional[str] = None, args: Sequence[str] 
 
 
 def _discover(egg: str, sandbox: str, out: TextIO) -> Optional[str]:
-    result = subprocess.run([sys.executable, "-I", "-c", _DISCOVER, egg, _sdk_root()],
-                            cwd=sandbox, env=_clean_env(), capture_output=True, text=True,
-                            timeout=KIT_TIMEOUT)
+    try:
+        result = subprocess.run([sys.executable, "-I", "-c", _DISCOVER, egg, _sdk_root()],
+                                cwd=sandbox, env=_clean_env(), capture_output=True, text=True,
+                                timeout=KIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        out.write("importing the egg's modules did not finish within %d s\n" % KIT_TIMEOUT)
+        return None
     try:
         report = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -162,9 +166,16 @@ def _discover(egg: str, sandbox: str, out: TextIO) -> Optional[str]:
 
 
 def _isolated(script: str, argv: List[str], cwd: str, out: TextIO) -> int:
-    result = subprocess.run([sys.executable, "-I", "-c", script] + argv, cwd=cwd,
-                            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, timeout=KIT_TIMEOUT)
+    try:
+        result = subprocess.run([sys.executable, "-I", "-c", script] + argv, cwd=cwd,
+                                env=_clean_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=KIT_TIMEOUT)
+    except subprocess.TimeoutExpired as error:
+        out.write((error.stdout or b"").decode("utf-8", "replace")
+                  if isinstance(error.stdout, bytes) else (error.stdout or ""))
+        out.write("\nthe kit did not finish within %d s: a call hangs (run vsm check with -k to "
+                  "find which)\n" % KIT_TIMEOUT)
+        return 1
     out.write(result.stdout)
     out.flush()
     return result.returncode

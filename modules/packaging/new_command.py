@@ -22,7 +22,8 @@ def register(subparsers) -> None:
         epilog="exit codes: 0 written, 2 unusable name or the directory is not empty")
     parser.add_argument("name", metavar="NAME", help="the package name, e.g. newstore")
     parser.add_argument("--class", dest="class_name", metavar="CLASS",
-                        help="the module class (default: NAME in CamelCase + 'Storage')")
+                        help="the module class (default: NAME in CamelCase + 'Storage'; "
+                             "newstore gives NewStorage)")
     parser.add_argument("--dist-name", metavar="DIST",
                         help="the distribution name in setup.cfg (default: NAME)")
     parser.add_argument("--dir", dest="directory", metavar="DIR",

@@ -57,9 +57,21 @@ class Project:
 
 
 def default_class_name(name: str) -> str:
-    """Return ``'NewstoreStorage'`` for ``'newstore'``, ``'BlobStorage'`` for ``'blob_storage'``."""
-    camel = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
-    return camel if camel.endswith("Storage") else camel + "Storage"
+    """Return the SDK's style of class name for package ``name``: CamelCase + ``Storage``.
+
+    ``'simple'`` -> ``'SimpleStorage'``, ``'acme_vault'`` -> ``'AcmeVaultStorage'``;
+    a trailing ``store`` becomes ``Storage`` (``'newstore'`` -> ``'NewStorage'``,
+    ``'blob_storage'`` -> ``'BlobStorage'``).
+    """
+    parts = [part for part in name.split("_") if part]
+    last = parts[-1] if parts else ""
+    if last.endswith("storage") and last != "storage":
+        parts[-1] = last[:-len("storage")]
+    elif last.endswith("store") and last != "store":
+        parts[-1] = last[:-len("store")]
+    elif last in ("store", "storage") and len(parts) > 1:
+        parts.pop()
+    return "".join(part[:1].upper() + part[1:] for part in parts) + "Storage"
 
 
 def _check_name(name: str) -> None:

@@ -211,6 +211,11 @@ class _Arguments:
                 self.created = self.fixed_directory = path
                 out.write("created %s for the checks (removed afterwards)\n" % path)
 
+    @property
+    def count(self) -> int:
+        """The number of arguments the module gets."""
+        return len(self._args)
+
     def fresh(self, test: unittest.TestCase):
         """Return ``(args, storage_directory)`` for one check; cleanups remove temporaries."""
         if not self.uses_tmp:
@@ -263,7 +268,10 @@ def _run(dotted_path: str, arguments: _Arguments, only: Optional[str], out: Text
     try:
         load_module(dotted_path, arguments.fresh(preflight)[0]).close()
     except ConfigurationError as error:
-        out.write("cannot check %s: %s\n" % (dotted_path, error))
+        hint = "" if arguments.count else (
+            " (give the module's arguments after its dotted path, or --tmp-dir for a fresh "
+            "temporary directory as the first one)")
+        out.write("cannot check %s: %s%s\n" % (dotted_path, error, hint))
         return 2
     finally:
         preflight.doCleanups()
@@ -279,7 +287,7 @@ def _run(dotted_path: str, arguments: _Arguments, only: Optional[str], out: Text
     suite = unittest.TestSuite(
         test for test in unittest.defaultTestLoader.loadTestsFromTestCase(ModuleCheck)
         if not only or only in test._testMethodName)
-    out.write("checking %s with %d argument(s)\n" % (dotted_path, len(arguments._args)))
+    out.write("checking %s with %d argument(s)\n" % (dotted_path, arguments.count))
     result = _LineResult(out)
     started = time.monotonic()
     suite.run(result)

@@ -12,8 +12,12 @@ Use it from a test module::
 
 The mixin is not a ``TestCase``, so test runners do not collect it alone.
 Every check creates a fresh module (``make_module``) and context
-(``make_context``) and calls ``destroy_module`` afterwards. The same checks
-run from the command line with ``vsm check DOTTED.PATH [ARG ...]``.
+(``make_context``) and calls ``destroy_module`` afterwards. Optional hooks
+enable more checks: ``storage_directory`` (deletes leave no empty
+directories; the storage can be moved away) and ``take_storage_away`` /
+``give_storage_back`` (the module reports and recovers from storage that
+disappears). The same checks run from the command line with
+``vsm check DOTTED.PATH [ARG ...]``.
 """
 import concurrent.futures
 import io

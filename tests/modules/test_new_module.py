@@ -19,7 +19,7 @@ class _Project(unittest.TestCase):
     def new_project(self, fill: bool = True) -> str:
         self.work = tempfile.mkdtemp(prefix="vsm-new-")
         self.addCleanup(shutil.rmtree, self.work, True)
-        result = run(vsm_command() + ["new", "newstore", "--class", "NewStorage"], cwd=self.work)
+        result = run(vsm_command() + ["new", "newstore"], cwd=self.work)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         project = os.path.join(self.work, "newstore")
         if fill:
@@ -177,8 +177,10 @@ class TestVsmNew(unittest.TestCase):
         self.assertEqual(os.listdir(target), ["mine.txt"])
 
     def test_default_class_name(self):
-        self.assertEqual(default_class_name("newstore"), "NewstoreStorage")
-        self.assertEqual(default_class_name("blob_storage"), "BlobStorage")
+        for name, expected in (("newstore", "NewStorage"), ("blob_storage", "BlobStorage"),
+                               ("simple", "SimpleStorage"), ("store", "StoreStorage"),
+                               ("acme_store", "AcmeStorage"), ("vaultstorage", "VaultStorage")):
+            self.assertEqual(default_class_name(name), expected)
         project = create_project("acme_vault", parent=self.work)
         self.assertEqual(project.dotted_path, "acme_vault.acme_vault.AcmeVaultStorage")
         self.assertEqual(project.dist_name, "acme-vault")
