@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import List, Optional, Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
 from modules.errors import ConfigurationError
 from modules.loader import load_module, load_module_class
