@@ -181,6 +181,18 @@ def _make_importable(dotted_path: str, egg: Optional[str], out: TextIO) -> None:
             % (package, os.getcwd(), sys.executable, package, package))
 
 
+def _import_hint(error: Exception, dotted_path: str) -> str:
+    """Say what to do when the module imports something that is not installed."""
+    cause = error.__cause__
+    if isinstance(cause, ModuleNotFoundError) and cause.name and \
+            cause.name.split(".")[0] != dotted_path.split(".")[0]:
+        missing = cause.name.split(".")[0]
+        return ("; the module needs %s, which is not installed for %s: install it (pip install "
+                "...) and list it under install_requires in setup.cfg, since the platform must "
+                "have it too" % (missing, sys.executable))
+    return ""
+
+
 def _check_origin(cls: type, egg: Optional[str]) -> None:
     if egg is None:
         return
@@ -249,7 +261,7 @@ def run_checks(dotted_path: str, args: Sequence[str], only: str = None,
         cls = load_module_class(dotted_path)
         _check_origin(cls, egg)
     except (ConfigurationError, _NotImportable) as error:
-        out.write("cannot check %s: %s\n" % (dotted_path, error))
+        out.write("cannot check %s: %s%s\n" % (dotted_path, error, _import_hint(error, dotted_path)))
         return 2
     try:
         arguments = _Arguments(args, out)

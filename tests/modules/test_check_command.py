@@ -210,3 +210,5 @@ class TestFindingTheModule(unittest.TestCase):
         result = self.vsm("check", "srcstore_probe.broken.Broken", "--tmp-dir", cwd=self.project)
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertIn("No module named 'no_such_dependency_xyz'", result.stdout)
+        self.assertIn("the module needs no_such_dependency_xyz, which is not installed",
+                      result.stdout)
