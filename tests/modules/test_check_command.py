@@ -14,8 +14,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 class TestVsmCheck(unittest.TestCase):
     def setUp(self):
-        self.directory = tempfile.mkdtemp(prefix="vsm-check-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
+        # The storage directory inside a private parent: what the kit moves
+        # aside next to it (a directory the module recreated) goes too.
+        parent = tempfile.mkdtemp(prefix="vsm-check-")
+        self.addCleanup(shutil.rmtree, parent, True)
+        self.directory = os.path.join(parent, "storage")
+        os.mkdir(self.directory)
 
     def check(self, dotted_path):
         out = io.StringIO()
@@ -69,8 +73,12 @@ class TestKitChecksOfIssue15(unittest.TestCase):
     """The kit's checks added for issue 15 catch what they are for, through ``vsm check``."""
 
     def setUp(self):
-        self.directory = tempfile.mkdtemp(prefix="vsm-check-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
+        # The storage directory inside a private parent: what the kit moves
+        # aside next to it (a directory the module recreated) goes too.
+        parent = tempfile.mkdtemp(prefix="vsm-check-")
+        self.addCleanup(shutil.rmtree, parent, True)
+        self.directory = os.path.join(parent, "storage")
+        os.mkdir(self.directory)
 
     def check(self, dotted_path, only=None, args=None):
         out = io.StringIO()
@@ -87,8 +95,6 @@ class TestKitChecksOfIssue15(unittest.TestCase):
                       output)
         siblings = [name for name in os.listdir(os.path.dirname(self.directory))
                     if name.startswith(os.path.basename(self.directory) + ".")]
-        for name in siblings:
-            self.addCleanup(shutil.rmtree, os.path.join(os.path.dirname(self.directory), name), True)
         self.assertTrue(os.path.isdir(self.directory), "the directory was not put back")
         self.assertEqual([name for name in siblings if ".vsm-away-" in name], [],
                          "the directory moved away was not put back")
