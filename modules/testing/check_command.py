@@ -275,18 +275,35 @@ def run_checks(dotted_path: str, args: Sequence[str], only: str = None,
         arguments.cleanup()
 
 
-def _run(dotted_path: str, arguments: _Arguments, only: Optional[str], out: TextIO) -> int:
+def _preflight(dotted_path: str, arguments: _Arguments) -> Optional[ConfigurationError]:
+    """Create and close the module once; return the error when it cannot be created."""
     preflight = unittest.TestCase()
     try:
         load_module(dotted_path, arguments.fresh(preflight)[0]).close()
     except ConfigurationError as error:
+        return error
+    finally:
+        preflight.doCleanups()
+    return None
+
+
+def _run(dotted_path: str, arguments: _Arguments, only: Optional[str], out: TextIO) -> int:
+    error = _preflight(dotted_path, arguments)
+    if error is not None and not arguments.count:
+        # Most modules need a place to store: without any argument, try the
+        # one a newly generated module takes, saying so.
+        with_tmp = _Arguments([TMP_PLACEHOLDER], out)
+        if _preflight(dotted_path, with_tmp) is None:
+            out.write("%s cannot be created without arguments (%s); checking it with a fresh "
+                      "temporary directory as its argument instead (give ARGs to choose)\n"
+                      % (dotted_path, error))
+            arguments, error = with_tmp, None
+    if error is not None:
         hint = "" if arguments.count else (
             " (give the module's arguments after its dotted path, or --tmp-dir for a fresh "
             "temporary directory as the first one)")
         out.write("cannot check %s: %s%s\n" % (dotted_path, error, hint))
         return 2
-    finally:
-        preflight.doCleanups()
 
     class ModuleCheck(StorageModuleTestBase, unittest.TestCase):
         def make_module(self):

@@ -139,14 +139,16 @@ class TestKitChecksOfIssue15(unittest.TestCase):
                       output)
 
     def test_placeholder_gives_each_check_a_fresh_directory_and_cleans_up(self):
-        before = set(os.listdir(tempfile.gettempdir()))
-        code, output = self.check("simple.simple.SimpleStorage", args=["{tmp}"])
-        self.assertEqual(code, 0, output)
-        self.assertIn("PASS  test_storage_taken_away_and_given_back", output)
-        self.assertIn("PASS  test_deletes_leave_no_empty_directories", output)
-        left = [name for name in set(os.listdir(tempfile.gettempdir())) - before
-                if name.startswith("vsm-check-")]
-        self.assertEqual(left, [], "temporary directories left behind")
+        private_tmp = os.path.join(os.path.dirname(self.directory), "tmp")
+        os.mkdir(private_tmp)
+        result = subprocess.run(
+            [sys.executable, "-m", "modules", "check", "simple.simple.SimpleStorage", "{tmp}",
+             "-k", "storage"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TMPDIR=private_tmp),
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("PASS  test_storage_taken_away_and_given_back", result.stdout)
+        self.assertIn("PASS  test_deletes_leave_no_empty_directories", result.stdout)
+        self.assertEqual(os.listdir(private_tmp), [], "temporary directories left behind")
 
     def test_missing_directory_is_created_for_the_run_and_removed(self):
         """Issue 15 point 8: README's command with a directory that does not exist yet."""

@@ -43,6 +43,13 @@ class TestEggCheck(unittest.TestCase):
         self.assertIn("PASS  test_storage_taken_away_and_given_back", output)
         self.assertIn("the egg is fit for the platform", output)
 
+    def test_without_arguments_a_directory_module_gets_a_temporary_directory(self):
+        code, output = self.check(good_egg(self.egg_path()), args=(), only="one_mib")
+        self.assertEqual(code, 0, output)
+        self.assertIn("cannot be created without arguments", output)
+        self.assertIn("checking it with a fresh temporary directory as its argument instead",
+                      output)
+
     def test_a_copy_in_the_current_directory_is_not_used(self):
         """The kit runs on a clean sys.path: a broken source copy here must not matter."""
         egg = good_egg(self.egg_path())
