@@ -142,8 +142,8 @@ class TestKitChecksOfIssue15(unittest.TestCase):
         private_tmp = os.path.join(os.path.dirname(self.directory), "tmp")
         os.mkdir(private_tmp)
         result = subprocess.run(
-            [sys.executable, "-m", "modules", "check", "simple.simple.SimpleStorage", "{tmp}",
-             "-k", "storage"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TMPDIR=private_tmp),
+            [sys.executable, "-m", "modules", "check", "simple.simple.SimpleStorage", "{tmp}"],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TMPDIR=private_tmp),
             capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("PASS  test_storage_taken_away_and_given_back", result.stdout)
