@@ -26,9 +26,8 @@ import os
 import random
 import shutil
 import tempfile
-import unittest
 import uuid
-from typing import List, Optional, Set
+from typing import List, Optional
 
 from modules import StorageModule
 from modules.context import make_context
@@ -54,6 +53,14 @@ ODD_SIZE = 3 * MIB + 12345
 def payload(size: int, seed: int = 0) -> bytes:
     """Return ``size`` deterministic pseudo-random bytes for ``seed``."""
     return random.Random(seed).randbytes(size)
+
+
+def _directories(root: str) -> "set[str]":
+    """Return every directory below ``root`` (not ``root`` itself)."""
+    found = set()
+    for directory, subdirectories, _ in os.walk(root):
+        found.update(os.path.join(directory, name) for name in subdirectories)
+    return found
 
 
 class FailingSource(io.RawIOBase):
@@ -140,20 +147,20 @@ class StorageModuleTestBase:
         The default renames :meth:`storage_directory` to a sibling name (as
         when a volume is unmounted or a directory is moved); override it
         (and :meth:`give_storage_back`) for remote storage, e.g. stop the
-        test server. Raise ``unittest.SkipTest`` when it cannot be done.
+        test server. Call ``self.skipTest(reason)`` when it cannot be done.
         """
         directory = self.storage_directory()
         if directory is None:
-            raise unittest.SkipTest(
+            self.skipTest(
                 "override storage_directory() (a local directory) or take_storage_away() and "
                 "give_storage_back() to check how the module behaves when its storage disappears")
         away = "%s.vsm-away-%s" % (directory.rstrip(os.sep), uuid.uuid4().hex[:8])
         try:
             os.rename(directory, away)
         except OSError as error:
-            raise unittest.SkipTest("cannot move %s away (%s; a mount point cannot be moved: "
-                                    "check with a fresh directory, vsm check --tmp-dir)"
-                                    % (directory, error.strerror or error)) from None
+            self.skipTest("cannot move %s away (%s; a mount point cannot be moved: check with "
+                          "a fresh directory, vsm check --tmp-dir)"
+                          % (directory, error.strerror or error))
         self._storage_away = (away, directory)
 
     def give_storage_back(self) -> None:
@@ -610,14 +617,6 @@ class StorageModuleTestBase:
         else:
             with self.assertRaises(Unsupported):
                 self.module.repair(self.context)
-
-
-def _directories(root: str) -> Set[str]:
-    """Return every directory below ``root`` (not ``root`` itself)."""
-    found: Set[str] = set()
-    for directory, subdirectories, _ in os.walk(root):
-        found.update(os.path.join(directory, name) for name in subdirectories)
-    return found
 
 
 def _first_difference(left: bytes, right: bytes) -> int:
