@@ -4,11 +4,13 @@ The templates are package data in ``modules/packaging/templates``, rendered
 with :class:`string.Template` (``${name}``, ``${class_name}``,
 ``${dist_name}``, ``${sdk_version}``).
 """
+import importlib.util
 import keyword
 import os
 import re
 import string
 import sys
+import sysconfig
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -82,10 +84,29 @@ def _check_name(name: str) -> None:
     if name in RESERVED_NAMES:
         raise ConfigurationError("%r is taken by the SDK or the test runners; pick another name "
                                  "(e.g. your company's or product's)" % name)
-    stdlib = getattr(sys, "stdlib_module_names", ())
-    if name in stdlib or name in sys.builtin_module_names:
+    if _in_standard_library(name):
         raise ConfigurationError("%r is a module of Python's standard library; pick another "
                                  "name" % name)
+
+
+def _in_standard_library(name: str) -> bool:
+    """Tell whether ``name`` is a module of Python's standard library."""
+    if name in getattr(sys, "stdlib_module_names", ()) or name in sys.builtin_module_names:
+        return True
+    if hasattr(sys, "stdlib_module_names"):
+        return False
+    # Python 3.9 has no list: look where the module would come from.
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if not origin or origin in ("built-in", "frozen"):
+        return bool(origin)
+    origin = os.path.realpath(origin)
+    libraries = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
+    return any(origin.startswith(library + os.sep) for library in libraries) and \
+        "site-packages" not in origin.split(os.sep)
 
 
 def create_project(name: str, parent: str = ".", class_name: Optional[str] = None,
