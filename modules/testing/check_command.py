@@ -222,6 +222,9 @@ class _Arguments:
                 os.mkdir(path)
                 self.created = self.fixed_directory = path
                 out.write("created %s for the checks (removed afterwards)\n" % path)
+            elif first.startswith(("/", "./", "../")) and not os.path.exists(path):
+                out.write("note: %s does not exist, nor does its parent: if the module stores "
+                          "there, create it (mkdir -p %s) or use --tmp-dir\n" % (path, path))
 
     @property
     def count(self) -> int:
