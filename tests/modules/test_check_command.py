@@ -103,7 +103,7 @@ class TestKitChecksOfIssue15(unittest.TestCase):
         """Issue 15 point 5: statistics must say 'unavailable' while the storage is gone."""
         code, output = self.check(FIXTURES + "AlwaysOkStatistics", only="taken_away")
         self.assertEqual(code, 1, output)
-        self.assertIn("statistics()['status'] is 'ok' while the storage is gone", output)
+        self.assertIn("statistics() reads as 'ok' (status 'ok') while the storage is gone", output)
 
     def test_simple_recovers_after_storage_comes_back(self):
         code, output = self.check("simple.simple.SimpleStorage", only="taken_away")
@@ -137,6 +137,7 @@ class TestKitChecksOfIssue15(unittest.TestCase):
         self.assertEqual(code, 1, output)
         self.assertIn("statistics()['status'] is 'fine'; use one of ok, degraded, unavailable",
                       output)
+        self.assertIn("modules.reports.STATUSES", output)
 
     def test_placeholder_gives_each_check_a_fresh_directory_and_cleans_up(self):
         private_tmp = os.path.join(os.path.dirname(self.directory), "tmp")
