@@ -41,6 +41,8 @@ class EggInfo:
         code: every entry outside ``EGG-INFO/``.
         compiled_for: ``(entry, magic)`` of ``.pyc`` files compiled for
             another Python than this one.
+        requires: the distributions the egg needs (``install_requires``,
+            from ``EGG-INFO/requires.txt``; optional extras left out).
     """
 
     path: str
@@ -49,6 +51,7 @@ class EggInfo:
     packages: List[str]
     code: List[str]
     compiled_for: List[Tuple[str, bytes]] = field(default_factory=list)
+    requires: List[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -77,6 +80,11 @@ def read_egg(path: str) -> EggInfo:
             except KeyError:
                 raise ConfigurationError("%s has no EGG-INFO/PKG-INFO: it is not an egg (build it "
                                          "with: python setup.py bdist_egg)" % path) from None
+            try:
+                requires = _requirements(archive.read("EGG-INFO/requires.txt").decode("utf-8",
+                                                                                      "replace"))
+            except KeyError:
+                requires = []
             stale = []
             for name in names:
                 if name.endswith(".pyc"):
@@ -93,7 +101,33 @@ def read_egg(path: str) -> EggInfo:
                                  "setup.cfg [metadata]" % path)
     code = [entry for entry in names if not entry.startswith("EGG-INFO/") and not entry.endswith("/")]
     packages = sorted({_top_level(entry) for entry in code})
-    return EggInfo(path, name.strip(), version.strip(), packages, code, stale)
+    return EggInfo(path, name.strip(), version.strip(), packages, code, stale, requires)
+
+
+def _requirements(text: str) -> List[str]:
+    """The unconditional requirements of a ``requires.txt`` (before any ``[extra]`` section)."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            break
+        if line and not line.startswith("#"):
+            found.append(line)
+    return found
+
+
+def _missing(requirement: str) -> bool:
+    """Tell whether the distribution a requirement names is not installed here."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    if match is None:
+        return False
+    try:
+        distribution(match.group(0))
+    except PackageNotFoundError:
+        return True
+    return False
 
 
 def _top_level(entry: str) -> str:
@@ -107,8 +141,9 @@ def egg_problems(info: EggInfo) -> List[str]:
     """Return what is wrong with ``info`` for the platform (empty when nothing).
 
     Each problem says what to fix: the distribution name is the SDK's; the
-    egg carries ``modules``, ``simple`` or tests; it holds source files or no
-    compiled code; its byte code is for another Python version.
+    egg carries ``modules``, ``simple``, ``replica`` or tests; it holds
+    source files or no compiled code; its byte code is for another Python
+    version; a distribution it requires is not installed here.
     """
     problems = []
     if re.sub(r"[-_.]+", "-", info.name).lower() == SDK_DISTRIBUTION:
@@ -132,6 +167,11 @@ def egg_problems(info: EggInfo) -> List[str]:
         problems.append("%d file(s) are compiled for another Python version (e.g. %s): build the "
                         "egg with the Python the platform runs (this is %s)" % (
                             len(info.compiled_for), info.compiled_for[0][0], _python_version()))
+    missing = [requirement for requirement in info.requires if _missing(requirement)]
+    if missing:
+        problems.append("the egg requires %s, not installed here: install it (pip install) here "
+                        "and on every platform node, or drop it from install_requires"
+                        % ", ".join(missing))
     if not [package for package in info.packages if package not in SDK_PACKAGES]:
         problems.append("the egg holds no package of its own")
     return problems

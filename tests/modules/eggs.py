@@ -22,7 +22,7 @@ def pyc(source: str, filename: str = "<egg>", magic: Optional[bytes] = None) -> 
 
 
 def make_egg(path: str, files: Dict[str, bytes], name: str = "eggstore",
-             version: str = "1.2.3") -> str:
+             version: str = "1.2.3", requires: Optional[str] = None) -> str:
     """Write an egg at ``path`` with ``files`` and EGG-INFO naming ``name`` ``version``."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
@@ -30,6 +30,8 @@ def make_egg(path: str, files: Dict[str, bytes], name: str = "eggstore",
                          % (name, version))
         archive.writestr("EGG-INFO/top_level.txt", "\n".join(sorted(
             {entry.split("/")[0] for entry in files})) + "\n")
+        if requires is not None:
+            archive.writestr("EGG-INFO/requires.txt", requires)
         for entry, data in files.items():
             archive.writestr(entry, data)
     return path

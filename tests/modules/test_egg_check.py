@@ -96,6 +96,10 @@ class TestEggCheck(unittest.TestCase):
                 "set exclude_source_files = 1"),
             "no code": (make_egg(self.egg_path("d.egg"), {"eggstore/README": b"hi"}),
                         "the egg holds no compiled code"),
+            "missing requirement": (make_egg(self.egg_path("f.egg"), {
+                "eggstore/__init__.pyc": pyc("")},
+                requires="requests>=2\nno-such-distribution-xyz>=1\n\n[s3]\nalso-missing\n"),
+                "the egg requires no-such-distribution-xyz>=1, not installed here"),
             "other python": (make_egg(self.egg_path("e.egg"), {
                 "eggstore/__init__.pyc": pyc("", magic=b"\x00\x00\r\n")}),
                 "compiled for another Python version"),
