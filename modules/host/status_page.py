@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from modules.reports import STATUS_DEGRADED, STATUS_OK, statistics_status, status_word
 from modules.redaction import redact
+from modules.host.eggs import egg_report
 from modules.host.store import ModuleConfig
 
 __all__ = ["ModuleView", "render_status_page", "module_state"]
@@ -224,8 +225,19 @@ def render_status_page(views: List[ModuleView], data_dir: str) -> bytes:
         "data_dir": _e(data_dir),
         "time": _e(time.strftime("%Y-%m-%d %H:%M:%S %Z")),
         "cards": cards,
+        "eggs": _eggs_section(egg_report(data_dir)),
     }
     return page.encode("utf-8")
+
+
+def _eggs_section(eggs: List[Dict[str, str]]) -> str:
+    """The loaded eggs with their versions; a changed or new egg says to restart."""
+    items = ['<li class="egg %s" data-egg="%s"><code>%s %s</code>%s</li>' % (
+        _e(egg["state"]), _e(egg["name"]), _e(egg["name"]), _e(egg["version"]),
+        (' <span class="reason">%s</span>' % _e(egg["note"])) if egg["note"] else "")
+        for egg in eggs]
+    return ('<section class="eggs" id="eggs"><h2>Eggs</h2><ul>%s</ul></section>' % "".join(items)
+            if items else "")
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -281,6 +293,7 @@ every %(refresh)d s</p></header>
 <main>
 <div class="summary %(overall)s" id="summary">%(summary)s</div>
 %(cards)s
+%(eggs)s
 </main>
 </body>
 </html>
