@@ -35,6 +35,7 @@ from modules.errors import (
     StorageError,
 )
 from replica import module_data as formats
+from replica.checksum import keyring_from_options
 from replica.copies import delete_copy, writer
 from replica.drain import Drainer
 from replica.failover import exhausted_error, open_failover_stream
@@ -108,6 +109,10 @@ class ReplicaStorage(StorageModule):
             raise
         self._by_name = {location.name: location for location in self._locations}
         self._integrity = settings.integrity == "on"
+        self._keyring = keyring_from_options(
+            settings.checksum, settings.checksum_key_env, settings.checksum_key_file,
+            settings.checksum_old_key_env, settings.checksum_old_key_file,
+            settings.checksum_require_key == "on")
         if not self._integrity:
             self.capabilities = MappingProxyType(dict(type(self).capabilities,
                                                       verified_reads=False))
@@ -245,7 +250,8 @@ class ReplicaStorage(StorageModule):
             self._count(writes_failed=1)
             raise _quorum_error(data, len(skipped), quorum, failures,
                                 "nothing was written")
-        hasher = BlockHasher() if data.verified and targets else None
+        hasher = BlockHasher(self._keyring.write, object_id=data.object_id) \
+            if data.verified and targets else None
         try:
             result = self._fanout.run(stream if hasher is None else HashingReader(stream, hasher),
                                       {name: writer(context, location, child)

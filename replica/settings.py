@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from modules.errors import ConfigurationError
+from replica.checksum import ALGORITHMS
 
 __all__ = ["LocationSpec", "Settings", "parse_settings", "OPTION_NAMES", "MAX_LOCATIONS"]
 
@@ -74,6 +75,12 @@ class Settings:
     journal_interval: float
     integrity: str = "on"
     verify_available: str = "size"
+    checksum: str = "xxh3-128"
+    checksum_key_env: Optional[str] = None
+    checksum_key_file: Optional[str] = None
+    checksum_old_key_env: Optional[str] = None
+    checksum_old_key_file: Optional[str] = None
+    checksum_require_key: str = "off"
 
     def describe(self) -> Dict[str, Any]:
         """Return the options as a JSON-serialisable dict (no secrets: none are options)."""
@@ -92,6 +99,12 @@ class Settings:
             "journal_interval": self.journal_interval,
             "integrity": self.integrity,
             "verify_available": self.verify_available,
+            "checksum": self.checksum,
+            "checksum_key_env": self.checksum_key_env,
+            "checksum_key_file": self.checksum_key_file,
+            "checksum_old_key_env": self.checksum_old_key_env,
+            "checksum_old_key_file": self.checksum_old_key_file,
+            "checksum_require_key": self.checksum_require_key,
         }
 
 
@@ -111,12 +124,20 @@ _OPTIONS: Dict[str, Tuple[type, Any, float, float]] = {
     "journal_interval": (float, 30.0, 0.0, 86400.0),
     "integrity": (tuple, "on", 0, 0),
     "verify_available": (tuple, "size", 0, 0),
+    "checksum": (tuple, "xxh3-128", 0, 0),
+    "checksum_key_env": (str, None, 0, 0),
+    "checksum_key_file": (str, None, 0, 0),
+    "checksum_old_key_env": (str, None, 0, 0),
+    "checksum_old_key_file": (str, None, 0, 0),
+    "checksum_require_key": (tuple, "off", 0, 0),
 }
 
 # option name -> the words it accepts (the first is the default)
 _CHOICES: Dict[str, Tuple[str, ...]] = {
     "integrity": ("on", "off"),
     "verify_available": ("size", "deep"),
+    "checksum": tuple(ALGORITHMS),
+    "checksum_require_key": ("off", "on"),
 }
 
 #: The option names :func:`parse_settings` accepts.
@@ -195,7 +216,8 @@ def _convert(name: str, value: Any) -> Any:
         return word
     if kind is str:
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
-            raise ConfigurationError("option %s must be a non-empty path, got %r" % (name, value))
+            raise ConfigurationError("option %s must be a non-empty %s, got %r" % (
+            name, "name" if name.endswith("_env") else "path", value))
         return os.fspath(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigurationError("option %s must be a number, got %r" % (name, value))
