@@ -34,7 +34,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from modules.errors import ConfigurationError, DataCorrupted
 
-__all__ = ["Checksum", "Keyring", "keyring_from_options", "ALGORITHMS", "KEYED", "DEFAULT",
+__all__ = ["Checksum", "Keyring", "keyring_from_options", "ALGORITHMS", "ALIASES", "KEYED",
+           "DEFAULT",
            "load_key", "key_id"]
 
 #: The algorithm new manifests use unless ``checksum=`` says otherwise.
@@ -42,6 +43,9 @@ DEFAULT = "xxh3-128"
 #: Every algorithm a manifest may name, and the hex length of its digests.
 ALGORITHMS: Mapping[str, int] = {"xxh3-128": 32, "sha256": 64, "blake3": 64,
                                  "blake3-keyed": 64, "hmac-sha256": 64}
+#: Other names accepted for the algorithms (the stored name is always the canonical one).
+ALIASES: Mapping[str, str] = {"xxh3": "xxh3-128", "xxh128": "xxh3-128",
+                              "keyed-blake3": "blake3-keyed", "hmac": "hmac-sha256"}
 #: The algorithms that need a secret key.
 KEYED = frozenset({"blake3-keyed", "hmac-sha256"})
 #: Bytes of a key (BLAKE3's keyed mode takes exactly 32).
@@ -61,6 +65,7 @@ class Checksum:
     """
 
     def __init__(self, algorithm: str, key: Optional[bytes] = None):
+        algorithm = ALIASES.get(algorithm, algorithm)
         if algorithm not in ALGORITHMS:
             raise ConfigurationError("unknown checksum %r; choose one of %s"
                                      % (algorithm, ", ".join(ALGORITHMS)))
@@ -179,6 +184,7 @@ def keyring_from_options(algorithm: str = DEFAULT, key_env: Optional[str] = None
         ConfigurationError: a keyed algorithm without a key, a key without a
             keyed algorithm, or a key that cannot be read (never quoted).
     """
+    algorithm = ALIASES.get(algorithm, algorithm)
     key = None
     if key_env is not None or key_file is not None:
         if algorithm not in KEYED:

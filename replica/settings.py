@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from modules.errors import ConfigurationError
-from replica.checksum import ALGORITHMS
+from replica.checksum import ALGORITHMS, ALIASES
 
 __all__ = ["LocationSpec", "Settings", "parse_settings", "OPTION_NAMES", "MAX_LOCATIONS"]
 
@@ -136,7 +136,7 @@ _OPTIONS: Dict[str, Tuple[type, Any, float, float]] = {
 _CHOICES: Dict[str, Tuple[str, ...]] = {
     "integrity": ("on", "off"),
     "verify_available": ("size", "deep"),
-    "checksum": tuple(ALGORITHMS),
+    "checksum": tuple(ALGORITHMS) + tuple(ALIASES),
     "checksum_require_key": ("off", "on"),
 }
 
@@ -191,6 +191,7 @@ def parse_settings(locations: Sequence[Any], options: Mapping[str, Any]) -> Sett
             "every location at once, got %d" % (count, values["workers"]))
     if values["state_dir"] is not None:
         values["state_dir"] = _state_dir(values["state_dir"])
+    values["checksum"] = ALIASES.get(values["checksum"], values["checksum"])
     return Settings(locations=tuple(specs), **values)
 
 
