@@ -139,14 +139,23 @@ class Keyring:
     def __repr__(self) -> str:
         return "Keyring(write=%r, keys=%d)" % (self.write, len(self._keys))
 
-    def for_manifest(self, algorithm: Any, kid: Any, where: str) -> Checksum:
+    def for_manifest(self, algorithm: Any, kid: Any, where: str,
+                     require_key: bool = False) -> Checksum:
         """Return the checksum that verifies a manifest naming ``algorithm`` and key id ``kid``.
+
+        ``require_key``: refuse an unkeyed manifest for this object (its
+        module_data says it was sealed with a key), whatever ``require_key``
+        the keyring was made with.
 
         Raises:
             DataCorrupted: an unknown algorithm, a keyed manifest whose key
                 this replica does not have, or an unkeyed one while keys are
                 required; the message says which.
         """
+        if algorithm not in KEYED and (self.require_key or require_key):
+            raise DataCorrupted("the manifest at %s has no keyed seal, but %s" % (
+                where, "checksum_require_key is on" if self.require_key
+                else "the object was written with a keyed checksum"))
         cache_key = (algorithm, kid)
         found = self._cache.get(cache_key)
         if found is not None:
@@ -163,9 +172,6 @@ class Keyring:
                     % (where, kid))
             found = Checksum(algorithm, key)
         else:
-            if self.require_key:
-                raise DataCorrupted("the manifest at %s has no keyed check and "
-                                    "checksum_require_key is on" % where)
             found = Checksum(algorithm)
         self._cache[cache_key] = found
         return found

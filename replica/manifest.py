@@ -112,7 +112,7 @@ class Manifest:
 
 
 def parse(raw: bytes, where: str = "a location", keyring: Optional[Keyring] = None,
-          object_id: Optional[str] = None) -> Manifest:
+          object_id: Optional[str] = None, require_key: bool = False) -> Manifest:
     """Parse and check a stored manifest.
 
     Args:
@@ -122,6 +122,7 @@ def parse(raw: bytes, where: str = "a location", keyring: Optional[Keyring] = No
             (:data:`DEFAULT_KEYRING`: every unkeyed algorithm).
         object_id: the object the manifest must belong to; a keyed manifest
             sealed for another object is refused.
+        require_key: refuse a manifest without a keyed seal.
 
     Returns:
         Manifest: the manifest, self-check and digests verified.
@@ -138,7 +139,7 @@ def parse(raw: bytes, where: str = "a location", keyring: Optional[Keyring] = No
     if not isinstance(fields, dict) or fields.get("v") != VERSION:
         raise DataCorrupted("the manifest at %s is not a version %d manifest" % (where, VERSION))
     checksum = (keyring or DEFAULT_KEYRING).for_manifest(fields.get("algorithm"),
-                                                         fields.get("key"), where)
+                                                         fields.get("key"), where, require_key)
     check = fields.pop("check", None)
     if not isinstance(check, str) or not hmac.compare_digest(check,
                                                              checksum.seal(_canonical(fields))):

@@ -12,6 +12,13 @@ good version of a block, the read raises
 :class:`~modules.errors.DataCorrupted` (or ``LocationUnavailable`` when some
 copies could not be reached), never the bad bytes.
 
+A copy that *vanishes* is not damaged. When the object is being deleted
+(``is_gone()`` is true: the replica deleted it in this process), a copy
+whose manifest or data disappears, ends early or changes is gone: it is
+skipped without a damage report, and the read finishes from a copy that is
+still there or raises :class:`~modules.errors.ObjectNotFound` (issue 9).
+Only data that is present and wrong while the object lives is damage.
+
 For sequential reads, the next blocks are fetched and verified ahead on the
 replica's worker pool (at most ``read_ahead`` blocks per stream, only when a
 worker is free), so hashing overlaps the caller's work. Reads from the child
@@ -21,8 +28,10 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from modules.errors import DataCorrupted, ObjectNotFound, StorageError
+from modules.errors import DataCorrupted, ObjectNotFound, StorageError, format_failures
 from modules.streams import ReadStream
+from replica import module_data as formats
+from replica.checksum import Keyring
 from replica.failover import exhausted_error
 from replica.locations import Location
 from replica.manifest import MAX_MANIFEST_BYTES, Manifest, parse
@@ -45,8 +54,14 @@ VerifiedCandidate = Tuple[Location, str, str]
 
 
 def load_manifest(context: Optional[dict], location: Location, manifest_md: str,
-                  retry: Optional[Retry] = None) -> Manifest:
+                  retry: Optional[Retry] = None, keyring: Optional[Keyring] = None,
+                  owner: Optional[formats.ReplicaData] = None) -> Manifest:
     """Read and parse the manifest stored at ``location``.
+
+    ``keyring`` holds the checksums and keys accepted (default: every unkeyed
+    one); ``owner``, when given, is the object the manifest belongs to: a
+    keyed manifest must be sealed for it, and an object written with a keyed
+    checksum accepts no unkeyed manifest (see :func:`replica.manifest.parse`).
 
     Returns:
         Manifest: intact and self-consistent.
@@ -72,7 +87,8 @@ def load_manifest(context: Optional[dict], location: Location, manifest_md: str,
         raise DataCorrupted("the manifest at %s is larger than %d bytes (damaged)"
                             % (location.name, MAX_MANIFEST_BYTES), location=location.name)
     try:
-        return parse(raw, location.name)
+        return parse(raw, location.name, keyring, owner and owner.object_id,
+                     bool(owner and owner.keyed))
     except DataCorrupted as error:
         error.location = location.name
         raise
@@ -80,7 +96,10 @@ def load_manifest(context: Optional[dict], location: Location, manifest_md: str,
 
 def find_reference(context: Optional[dict], module_data: str,
                    candidates: Sequence[VerifiedCandidate], retry: Optional[Retry],
-                   failures: Dict[str, StorageError]) -> Tuple[int, Manifest, Dict[str, Manifest]]:
+                   failures: Dict[str, StorageError],
+                   is_gone: Callable[[], bool] = lambda: False,
+                   keyring: Optional[Keyring] = None
+                   ) -> Tuple[int, Manifest, Dict[str, Manifest]]:
     """Return the first candidate whose manifest is intact and whose data has its size.
 
     Candidates are checked in order: the manifest is read, and the data's
@@ -92,8 +111,11 @@ def find_reference(context: Optional[dict], module_data: str,
     Returns:
         (index of that candidate, its manifest, every manifest loaded by name).
 
+    ``is_gone`` tells whether the object is being deleted: then copies
+    whose manifest is gone count as gone, not as damaged.
+
     Raises:
-        ObjectNotFound: no copy of the object exists.
+        ObjectNotFound: no copy of the object exists (or it is being deleted).
         DataCorrupted: copies exist but none has an intact manifest and the
             right size (the message says which).
         LocationUnavailable: no copy could be checked and some location
@@ -101,9 +123,10 @@ def find_reference(context: Optional[dict], module_data: str,
     """
     loaded: Dict[str, Manifest] = {}
     lost_manifest: List[int] = []
+    owner = decoded(module_data)
     for index, (location, md, manifest_md) in enumerate(candidates):
         try:
-            manifest = load_manifest(context, location, manifest_md, retry)
+            manifest = load_manifest(context, location, manifest_md, retry, keyring, owner)
         except ObjectNotFound as error:
             failures[location.name] = error
             lost_manifest.append(index)
@@ -131,14 +154,22 @@ def find_reference(context: Optional[dict], module_data: str,
                         location.name, size, manifest.size)
             continue
         return index, manifest, loaded
+    if lost_manifest and is_gone():
+        raise ObjectNotFound("the object was deleted while it was being opened (%s)"
+                             % format_failures(failures), module_data=module_data,
+                             failures=failures)
     holders = []
     for index in lost_manifest:
         location, md, _ = candidates[index]
         try:
-            if location.call(context, "available", md) is True:
+            if _call(retry, location, context, "available", md) is True:
                 holders.append(location.name)
         except StorageError as error:
             log.debug("asking %s for a copy without manifest failed: %s", location.name, error)
+    if holders and is_gone():  # deleted while we looked: the data goes next
+        raise ObjectNotFound("the object was deleted while it was being opened (%s)"
+                             % format_failures(failures), module_data=module_data,
+                             failures=failures)
     for name in holders:
         failures[name] = DataCorrupted(
             "the copy at %s has lost its manifest and cannot be verified" % name,
@@ -148,7 +179,7 @@ def find_reference(context: Optional[dict], module_data: str,
         raise DataCorrupted(
             "no copy of the object can be verified; copies without manifest exist at %s (their "
             "data files are byte-identical to what was written and can be inspected directly): "
-            "%s" % (", ".join(holders), _describe(failures)), module_data=module_data)
+            "%s" % (", ".join(holders), format_failures(failures)), module_data=module_data)
     raise exhausted_error(module_data, failures)
 
 
@@ -190,8 +221,15 @@ class VerifiedReadStream(ReadStream):
                  retry: Retry, pool: Optional[WorkerPool], read_ahead: int,
                  failures: Dict[str, StorageError],
                  on_damage: Optional[Callable[[str, str], None]] = None,
-                 on_failover: Optional[Callable[[], None]] = None):
+                 on_failover: Optional[Callable[[], None]] = None,
+                 is_gone: Callable[[], bool] = lambda: False,
+                 on_vanished: Optional[Callable[[str], None]] = None,
+                 keyring: Optional[Keyring] = None):
         super().__init__(manifest.size)
+        self._keyring = keyring
+        self._owner = decoded(module_data)
+        self._is_gone = is_gone
+        self._on_vanished = on_vanished
         self.manifest = manifest
         self._context = context
         self._module_data = module_data
@@ -337,6 +375,9 @@ class VerifiedReadStream(ReadStream):
                 return raw
             with self._lock:
                 self._move_on(number)
+            if self._is_gone():
+                failures[copy.location.name] = self._vanished(copy, "changed")
+                continue
             error = DataCorrupted("block %d (bytes %d-%d) of the copy at %s fails its %s digest"
                                   % (index, index * self.manifest.block_size,
                                      index * self.manifest.block_size + len(raw) - 1,
@@ -408,7 +449,8 @@ class VerifiedReadStream(ReadStream):
         manifest = self._manifests.get(name)
         if manifest is None:
             try:
-                manifest = load_manifest(self._context, copy.location, copy.mf, self._retry)
+                manifest = load_manifest(self._context, copy.location, copy.mf, self._retry,
+                                         self._keyring, self._owner)
             except ObjectNotFound:
                 raise DataCorrupted("the copy at %s has no manifest" % name,
                                     module_data=self._module_data, location=name) from None
@@ -426,9 +468,24 @@ class VerifiedReadStream(ReadStream):
 
     def _mark_unusable(self, copy: _Copy, error: StorageError) -> None:
         if copy.unusable is None:
+            if isinstance(error, DataCorrupted) and self._is_gone():
+                error = self._vanished(copy, str(error))
             copy.unusable = error
             if isinstance(error, DataCorrupted):
                 self._report_damage(copy, str(error))
+
+    def _vanished(self, copy: _Copy, what: str) -> ObjectNotFound:
+        """Mark ``copy`` as gone (its object is being deleted); return the error saying so."""
+        log.info("the copy at %s vanished while being read (the object is being deleted): %s",
+                 copy.location.name, what)
+        gone = ObjectNotFound("the copy at %s vanished: the object is being deleted"
+                              % copy.location.name, module_data=self._module_data,
+                              location=copy.location.name)
+        if copy.unusable is None:
+            copy.unusable = gone
+            if self._on_vanished is not None:
+                self._on_vanished(copy.location.name)
+        return gone
 
     def _report_damage(self, copy: _Copy, reason: str) -> None:
         name = copy.location.name
@@ -446,12 +503,16 @@ class VerifiedReadStream(ReadStream):
         for copy in self._copies:
             if copy.location.name not in failures and copy.unusable is not None:
                 failures[copy.location.name] = copy.unusable
+        if self._is_gone():
+            return ObjectNotFound("the object was deleted while it was being read (%s)"
+                                  % format_failures(failures), module_data=self._module_data,
+                                  failures=failures)
         error = exhausted_error(self._module_data, failures)
         if isinstance(error, DataCorrupted):
             return DataCorrupted("no copy has a good version of block %d (bytes from %d) of the "
                                  "object: %s" % (index, index * self.manifest.block_size,
-                                                 _describe(failures)),
-                                 module_data=self._module_data)
+                                                 format_failures(failures)),
+                                 module_data=self._module_data, failures=failures)
         return error
 
     def _release(self) -> None:
@@ -468,21 +529,38 @@ def open_verified_stream(context: Optional[dict], module_data: str,
                          candidates: Sequence[VerifiedCandidate], retry: Retry,
                          pool: Optional[WorkerPool] = None, read_ahead: int = READ_AHEAD,
                          on_damage: Optional[Callable[[str, str], None]] = None,
-                         on_failover: Optional[Callable[[], None]] = None) -> VerifiedReadStream:
+                         on_failover: Optional[Callable[[], None]] = None,
+                         is_gone: Callable[[], bool] = lambda: False,
+                         on_vanished: Optional[Callable[[str], None]] = None,
+                         keyring: Optional[Keyring] = None) -> VerifiedReadStream:
     """Find the object's manifest and return a verifying stream over ``candidates``.
 
     Returns:
         VerifiedReadStream: positioned at 0, of the manifest's size.
 
+    ``is_gone`` tells whether the object is being deleted (vanishing copies
+    are then gone, not damaged; see the module docstring); ``on_vanished``
+    is called with the name of each copy found gone that way.
+
     Raises:
-        ObjectNotFound: no copy of the object exists.
+        ObjectNotFound: no copy of the object exists (or it is being deleted).
         DataCorrupted: copies exist but none has an intact manifest.
         LocationUnavailable: no manifest could be read.
     """
     failures: Dict[str, StorageError] = {}
-    start, manifest, manifests = find_reference(context, module_data, candidates, retry, failures)
+    start, manifest, manifests = find_reference(context, module_data, candidates, retry, failures,
+                                                is_gone, keyring)
     return VerifiedReadStream(context, module_data, start, manifest, manifests, candidates, retry,
-                              pool, read_ahead, failures, on_damage, on_failover)
+                              pool, read_ahead, failures, on_damage, on_failover, is_gone,
+                              on_vanished, keyring)
+
+
+def decoded(module_data: str) -> Optional[formats.ReplicaData]:
+    """Return a replica's module_data decoded (None when it is not one)."""
+    try:
+        return formats.decode(module_data)
+    except StorageError:
+        return None
 
 
 def read_exactly(stream: Any, size: int) -> bytes:
@@ -498,11 +576,6 @@ def read_exactly(stream: Any, size: int) -> bytes:
         parts.append(data)
         remaining -= len(data)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _describe(failures: Dict[str, StorageError]) -> str:
-    return "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                     for name, error in failures.items()) or "no details"
 
 
 def _close_quietly(stream: Any) -> None:

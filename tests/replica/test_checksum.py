@@ -149,3 +149,61 @@ class TestReplicaChecksumOption(ReplicaTestCase):
         with self.assertRaises(ConfigurationError) as caught:
             self.make_replica(checksum="md5")
         self.assertIn("xxh3-128", str(caught.exception))
+
+
+class TestReplicaKeyed(ReplicaTestCase):
+    """A keyed replica: copies rewritten or swapped by someone without the key are caught."""
+
+    def setUp(self):
+        os.environ["VSM_TEST_MANIFEST_KEY"] = KEY.hex()
+        self.addCleanup(os.environ.pop, "VSM_TEST_MANIFEST_KEY", None)
+        self.options = {"checksum": "hmac-sha256", "checksum_key_env": "VSM_TEST_MANIFEST_KEY"}
+        super().setUp()
+
+    def paths(self, module_data: str, name: str):
+        index = self.names.index(name)
+        copy = json.loads(module_data)["copies"][name]
+        return (os.path.join(self.dirs[index], *copy["md"].split("/")),
+                os.path.join(self.dirs[index], *copy["mf"].split("/")))
+
+    def test_copy_rewritten_with_a_fresh_unkeyed_manifest_is_damage(self):
+        data = payload(MIB + 9, seed=21)
+        module_data = self.store(data)
+        data_path, manifest_path = self.paths(module_data, "loc-a")
+        evil = payload(MIB + 9, seed=22)
+        with open(data_path, "wb") as handle:
+            handle.write(evil)
+        forged = manifest_of(evil, Checksum("sha256"))   # what an attacker without the key can do
+        with open(manifest_path, "wb") as handle:
+            handle.write(forged.to_bytes())
+        # the object's module_data says it was sealed with a key: no unkeyed manifest counts
+        self.assertEqual(json.loads(module_data)["seal"], "keyed")
+        self.assertEqual(self.read(module_data), data)
+        self.assertIn("loc-a", self.replica.scrub(self.context, module_data)["damaged"])
+        self.assertFalse(self.replica.available(self.context, module_data)
+                         and not self.replica.scrub(self.context, module_data)["damaged"])
+
+    def test_copies_swapped_between_objects_are_damage(self):
+        first = self.store(payload(1000, seed=23))
+        second_data = payload(1000, seed=24)
+        second = self.store(second_data)
+        for source, target in zip(self.paths(first, "loc-a"), self.paths(second, "loc-a")):
+            with open(source, "rb") as handle, open(target, "wb") as out:
+                out.write(handle.read())
+        self.assertEqual(self.read(second), second_data)
+        self.assertIn("loc-a", self.replica.scrub(self.context, second)["damaged"])
+
+    def test_the_key_is_never_shown(self):
+        module_data = self.store(b"secret-free statistics")
+        shown = json.dumps(self.replica.statistics(self.context)) + repr(self.replica) + module_data
+        self.assertNotIn(KEY.hex(), shown)
+        self.assertEqual(self.read(module_data), b"secret-free statistics")
+
+    def test_a_replica_without_the_key_refuses_keyed_manifests_not_silently(self):
+        module_data = self.store(b"keyed")
+        from replica.replica import ReplicaStorage
+        keyless = ReplicaStorage(*self.names)
+        self.addCleanup(keyless.close)
+        with self.assertRaises(DataCorrupted) as caught:
+            self.read(module_data, keyless)
+        self.assertIn("key id", str(caught.exception))
