@@ -130,7 +130,7 @@ class Location:
     def call(self, context: Optional[dict], method: str, *args: Any) -> Any:
         """Call ``method`` of the child with ``(context, *args)`` and keep health.
 
-        A successful ``new_data`` does not count as the location working
+        A successful ``new_data`` or ``new_data_for`` does not count as the location working
         (most modules allocate module_data without touching their storage);
         its failures count like any other.
 
@@ -149,7 +149,7 @@ class Location:
             if translated is error:
                 raise
             raise translated from error
-        if method != "new_data":
+        if method not in ("new_data", "new_data_for"):
             self.succeeded()
         return result
 
