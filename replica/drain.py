@@ -12,7 +12,6 @@ import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from modules.errors import InvalidModuleData, LocationUnavailable, ObjectNotFound, StorageError
-from replica import module_data as formats
 from replica.copies import delete_copy
 from replica.journal import DELETE, Journal, JournalEntry
 from replica.locations import OK
@@ -120,7 +119,7 @@ class Drainer:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._owner._by_name[entry.location]
         try:
-            data = formats.decode(entry.module_data)
+            data = self._owner._layout(context, entry.module_data).data
             child = data.child_md(entry.location)
         except (InvalidModuleData, KeyError):
             log.error("dropping a journal entry with unusable module_data (%s at %s)",

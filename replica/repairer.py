@@ -58,6 +58,10 @@ class Repairer:
             ObjectNotFound: no copy exists anywhere.
             LocationUnavailable: no location holding a copy can be reached.
         """
+        draining = self._owner._draining
+        if draining:  # copies on draining locations are read from but never rewritten
+            only = [name for name in (data.copies if only is None else only)
+                    if name not in draining]
         if self._owner._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)

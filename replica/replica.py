@@ -38,10 +38,12 @@ from replica import module_data as formats
 from replica.copies import delete_copy, writer
 from replica.drain import Drainer
 from replica.failover import exhausted_error, open_failover_stream
+from replica.fill import DRAINING, HOLDS, MISSING, UNPLACEABLE, open_fill_counts, safe_report
 from replica.fanout import FanOut, FanOutResult
 from replica.journal import COPY, DELETE, open_journal
 from replica.locations import Location, Placed, describe_failures, limited_error
 from replica.manifest import BlockHasher, HashingReader, Manifest
+from replica.placement import PLACED, Layout, expand
 from replica.repairer import Repairer
 from replica.scrub import check_copy
 from replica.settings import parse_settings
@@ -102,10 +104,18 @@ class ReplicaStorage(StorageModule):
             except LocationUnavailable as error:
                 raise ConfigurationError("state_dir cannot hold the replica journal: %s"
                                          % error) from error
+            try:
+                self._fill = open_fill_counts(settings.state_dir)
+            except LocationUnavailable as error:
+                self._journal.close()
+                raise ConfigurationError("state_dir cannot hold the replica's fill counts: %s"
+                                         % error) from error
         except BaseException:
             for location in self._locations:
                 location.close()
             raise
+        #: Locations being retired: no new copies, read last, not required by ``available``.
+        self._draining = frozenset(spec.name for spec in settings.locations if spec.draining)
         self._by_name = {location.name: location for location in self._locations}
         self._integrity = settings.integrity == "on"
         if not self._integrity:
@@ -149,6 +159,8 @@ class ReplicaStorage(StorageModule):
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
+            if location.name in self._draining:
+                continue
             try:
                 child = self._retry(location, functools.partial(location.call, context,
                                                                 "new_data"))
@@ -180,7 +192,8 @@ class ReplicaStorage(StorageModule):
         if len(copies) < self.settings.write_quorum:
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
-                % (len(copies), len(self._locations), self.settings.write_quorum,
+                % (len(copies), len(self._locations) - len(self._draining),
+                   self.settings.write_quorum,
                    describe_failures(failures)))
         if failures:
             log.warning("new object will have no copy at %s: %s",
@@ -214,9 +227,10 @@ class ReplicaStorage(StorageModule):
                 the copies this call wrote were removed and each location's
                 failure is listed (also as the error's ``failures`` dict).
         """
-        data = formats.decode(module_data)
+        data = self._layout(context, module_data).data
         self._check_open()
         present, unconfigured = self._split(data)
+        present = [placed for placed in present if placed[0].name not in self._draining]
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
             for name in unconfigured}
@@ -292,11 +306,13 @@ class ReplicaStorage(StorageModule):
             InvalidModuleData: ``module_data`` is not a replica's.
             LocationUnavailable: no location could answer at all.
         """
-        data = formats.decode(module_data)
+        data = self._layout(context, module_data).data
         self._check_open()
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
+        required = [placed for placed in present if placed[0].name not in self._draining]
+        present = required or present  # only draining copies left: they must answer
         deep = self.settings.verify_available == "deep"
         checks = {location.name: functools.partial(check_copy, context, location, child,
                                                    data.manifest_md(location.name), deep)
@@ -336,7 +352,7 @@ class ReplicaStorage(StorageModule):
                 when no copy has a good version of a block.
             LocationUnavailable: every location that might hold it failed.
         """
-        data = formats.decode(module_data)
+        data = self._layout(context, module_data).data
         self._check_open()
         candidates = self._candidates(data)
         if self._integrity and data.verified:
@@ -365,7 +381,7 @@ class ReplicaStorage(StorageModule):
                 could not be recorded either (journal full or unwritable);
                 calling again is safe.
         """
-        data = formats.decode(module_data)
+        data = self._layout(context, module_data).data
         self._check_open()
         self._bury(data.object_id)
         present, unconfigured = self._split(data)
@@ -416,7 +432,7 @@ class ReplicaStorage(StorageModule):
             DataCorrupted: copies exist but none has an intact manifest.
             LocationUnavailable: every location that might hold it failed.
         """
-        data = formats.decode(module_data)
+        data = self._layout(context, module_data).data
         self._check_open()
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
@@ -491,16 +507,19 @@ class ReplicaStorage(StorageModule):
             raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
         if module_data is None:
+            self._fill_call("start a pass in", self._fill.start_pass)
             summary = self._drainer.replay_all(context, self.settings.queue_timeout)
             self._count(repairs=1)
             return summary
-        data = formats.decode(module_data)
+        layout = self._layout(context, module_data)
+        data = layout.data
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
         report = self._repairer.repair_object(context, data, None, self.settings.queue_timeout,
                                               True, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
+        self._count_fill(layout, report)
         self._count(repairs=1)
         return report
 
@@ -524,12 +543,14 @@ class ReplicaStorage(StorageModule):
             InvalidModuleData: ``module_data`` is not a replica's.
             LocationUnavailable: the object is only at unconfigured locations.
         """
-        data = formats.decode(module_data)
+        layout = self._layout(context, module_data)
+        data = layout.data
         self._check_open()
         present, unconfigured = self._split(data)
         if not present:
             raise _unconfigured_error(data, unconfigured)
         report, _, _ = self._repairer.scrub(context, data, present, rate)
+        report["not_placeable"] = dict(layout.unplaced)
         report.update(object=data.object_id, not_configured=unconfigured)
         self._count(scrubs=1)
         return report
@@ -553,10 +574,59 @@ class ReplicaStorage(StorageModule):
         finally:
             if drained:
                 self._drainer.lock.release()
+        self._fill.close()
         for location in self._locations:
             location.close()
 
     # -- locations ----------------------------------------------------------
+
+    def _layout(self, context: Optional[dict], module_data: str) -> Layout:
+        """Decode ``module_data`` and add the copies placed on locations it does not name.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+        """
+        return expand(context, formats.decode(module_data), self._locations, self._draining)
+
+    def _count_fill(self, layout: Layout, report: Dict[str, Any]) -> Dict[str, str]:
+        """Count one repaired object in the pass's fill counts; add drain facts to ``report``.
+
+        Adds ``placed`` (derived copies the object has now), ``not_placeable``
+        (location -> why it cannot receive the object) and, when a location
+        is draining, ``below_quorum_without_draining`` (1 when the copies
+        outside draining locations are fewer than ``write_quorum``, else 0).
+        """
+        holding = set(report.get("present") or ()) | set(report.get("repaired") or ())
+        states: Dict[str, str] = {}
+        for location in self._locations:
+            name = location.name
+            if name in holding:
+                states[name] = HOLDS
+            elif name in self._draining:
+                states[name] = DRAINING
+            elif name in layout.unplaced:
+                states[name] = UNPLACEABLE
+            else:
+                states[name] = MISSING
+        kept = sum(1 for name in holding if name in self._by_name and name not in self._draining)
+        at_risk = kept < self.settings.write_quorum
+        report["placed"] = [name for name in layout.placed if name in holding]
+        report["not_placeable"] = dict(layout.unplaced)
+        if self._draining:
+            report["below_quorum_without_draining"] = 1 if at_risk else 0
+            if at_risk:
+                log.warning("object %s has %d copies outside the draining locations %s "
+                            "(write_quorum %d): do not remove them yet", layout.data.object_id,
+                            kept, ", ".join(sorted(self._draining)), self.settings.write_quorum)
+        self._fill_call("count in", self._fill.record, states, at_risk)
+        return states
+
+    def _fill_call(self, action: str, function: Callable[..., Any], *args: Any) -> None:
+        """Update the fill counts; log (never raise) when they cannot be written."""
+        try:
+            function(*args)
+        except StorageError as error:
+            log.error("could not %s the replica's fill counts: %s", action, error)
 
     def _split(self, data: formats.ReplicaData) -> Tuple[List[Placed], List[str]]:
         """Return (configured locations named in ``data`` in configured order, other names)."""
@@ -572,7 +642,13 @@ class ReplicaStorage(StorageModule):
             raise _unconfigured_error(data, unconfigured)
         healthy = [placed for placed in present if not placed[0].is_limited()]
         limited = [placed for placed in present if placed[0].is_limited()]
-        return healthy + limited
+
+        def rank(placed: Placed) -> int:
+            # recorded copies first, then derived ones (maybe not filled yet), then draining
+            if placed[0].name in self._draining:
+                return 2
+            return 1 if data.copies[placed[0].name].get(PLACED) else 0
+        return sorted(healthy, key=rank) + limited
 
     def _retry(self, location: Location, function: Callable[[], Any]) -> Any:
         """Call ``function``, retrying LocationUnavailable unless the location is error-limited."""
