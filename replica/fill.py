@@ -12,13 +12,13 @@ pass* (``vsm repair``: one journal step, ``repair(context)``, then one
   ``missing`` (it should have it and does not: write failed, unreachable),
   ``unplaceable`` (the location cannot receive existing objects: no
   ``placement`` capability) or ``draining`` (a draining location that holds
-  no copy: it is not refilled); and to ``below_quorum_without_draining``
-  when the copies outside draining locations are fewer than ``write_quorum``.
+  no copy: it is not refilled); and to ``needed`` when the location holds a
+  copy that the object cannot do without: the copies outside this location
+  and the draining ones are fewer than ``write_quorum``.
 
 Together with the number of objects in the host's index, this gives each
 location's fill progress (``holds / objects in the index``) and tells when a
-draining location can be removed (a whole pass with
-``below_quorum_without_draining == 0``). Only counters are kept (a few per
+draining location can be removed (a whole pass with ``needed == 0`` for it). Only counters are kept (a few per
 location: bounded memory). With a ``state_dir`` they live in
 ``<state_dir>/replica-fill.sqlite3``, shared by every server process that
 serves the replica (a host with several workers spreads a pass's steps over
@@ -34,7 +34,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 from modules.errors import LocationUnavailable, StorageError
 
-__all__ = ["FillCounts", "SqliteFillCounts", "open_fill_counts", "safe_report", "HOLDS", "MISSING", "UNPLACEABLE", "DRAINING",
+__all__ = ["FillCounts", "SqliteFillCounts", "open_fill_counts", "safe_report", "HOLDS",
+           "MISSING", "UNPLACEABLE", "DRAINING", "NEEDED",
            "FILE_NAME"]
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ HOLDS = "holds"
 MISSING = "missing"
 UNPLACEABLE = "unplaceable"
 DRAINING = "draining"
+NEEDED = "needed"
 _STATES = (HOLDS, MISSING, UNPLACEABLE, DRAINING)
-#: Counter names kept for the replica as a whole (location "").
+#: The counter kept for the replica as a whole (location "").
 _OBJECTS = "objects"
-_AT_RISK = "below_quorum_without_draining"
 #: The file name inside the state directory.
 FILE_NAME = "replica-fill.sqlite3"
 _CURRENT, _LAST = "current", "last"
@@ -77,8 +78,9 @@ class FillCounts:
                 self._passes[_LAST] = current
             self._passes[_CURRENT] = {"started": self._clock(), "counts": {}}
 
-    def record(self, states: Mapping[str, str], below_quorum_without_draining: bool) -> None:
-        """Count one repaired object: ``states`` maps location name -> one of the states.
+    def record(self, states: Mapping[str, str], needed: Iterable[str] = ()) -> None:
+        """Count one repaired object: ``states`` maps location name -> one of the states;
+        ``needed``: the locations whose copy the object cannot do without.
 
         Raises:
             LocationUnavailable: the durable counts cannot be written.
@@ -86,15 +88,15 @@ class FillCounts:
         with self._lock:
             current = self._passes.setdefault(_CURRENT, {"started": self._clock(),
                                                          "counts": {}})
-            for key in _increments(states, below_quorum_without_draining):
+            for key in _increments(states, needed):
                 current["counts"][key] = current["counts"].get(key, 0) + 1
 
     def report(self, locations: Iterable[str]) -> Dict[str, Any]:
         """Return ``{"current": pass, "last": pass}`` (None for a pass not run).
 
-        Each pass: ``started`` (seconds since the epoch), ``objects``,
-        ``below_quorum_without_draining`` and ``locations``: name ->
-        ``{holds, missing, unplaceable, draining}``.
+        Each pass: ``started`` (seconds since the epoch), ``objects`` and
+        ``locations``: name -> ``{holds, missing, unplaceable, draining,
+        needed}``.
 
         Raises:
             LocationUnavailable: the durable counts cannot be read.
@@ -152,7 +154,7 @@ class SqliteFillCounts(FillCounts):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def record(self, states: Mapping[str, str], below_quorum_without_draining: bool) -> None:
+    def record(self, states: Mapping[str, str], needed: Iterable[str] = ()) -> None:
         with self._lock, self._errors("count in"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -162,7 +164,7 @@ class SqliteFillCounts(FillCounts):
                     "INSERT INTO counts VALUES (?, ?, ?, 1) ON CONFLICT (pass, location, name) "
                     "DO UPDATE SET value = value + 1",
                     [(_CURRENT, location, name)
-                     for location, name in _increments(states, below_quorum_without_draining)])
+                     for location, name in _increments(states, needed)])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -216,14 +218,13 @@ def open_fill_counts(state_dir: Optional[str]) -> FillCounts:
     return SqliteFillCounts(state_dir)
 
 
-def _increments(states: Mapping[str, str], at_risk: bool):
+def _increments(states: Mapping[str, str], needed: Iterable[str]):
     keys = [("", _OBJECTS)]
-    if at_risk:
-        keys.append(("", _AT_RISK))
     for location, state in states.items():
         if state not in _STATES:
             raise ValueError("unknown fill state %r" % state)
         keys.append((location, state))
+    keys.extend((location, NEEDED) for location in needed)
     return keys
 
 
@@ -237,9 +238,9 @@ def _report(passes: Dict[str, Any], locations) -> Dict[str, Any]:
         result[name] = {
             "started": None if started is None else round(started, 3),
             "objects": counts.get(("", _OBJECTS), 0),
-            _AT_RISK: counts.get(("", _AT_RISK), 0),
             "locations": {location: {state: counts.get((location, state), 0)
-                                     for state in _STATES} for location in locations},
+                                     for state in _STATES + (NEEDED,)}
+                          for location in locations},
         }
     return result
 

@@ -38,12 +38,20 @@ from replica import module_data as formats
 from replica.copies import delete_copy, writer
 from replica.drain import Drainer
 from replica.failover import exhausted_error, open_failover_stream
-from replica.fill import DRAINING, HOLDS, MISSING, UNPLACEABLE, open_fill_counts, safe_report
+from replica.fill import (
+    DRAINING,
+    HOLDS,
+    MISSING,
+    NEEDED,
+    UNPLACEABLE,
+    open_fill_counts,
+    safe_report,
+)
 from replica.fanout import FanOut, FanOutResult
 from replica.journal import COPY, DELETE, open_journal
 from replica.locations import Location, Placed, describe_failures, limited_error
 from replica.manifest import BlockHasher, HashingReader, Manifest
-from replica.placement import PLACED, Layout, expand
+from replica.placement import PLACED, Layout, expand, supports_placement
 from replica.repairer import Repairer
 from replica.scrub import check_copy
 from replica.settings import parse_settings
@@ -608,8 +616,11 @@ class ReplicaStorage(StorageModule):
                 states[name] = UNPLACEABLE
             else:
                 states[name] = MISSING
-        kept = sum(1 for name in holding if name in self._by_name and name not in self._draining)
-        at_risk = kept < self.settings.write_quorum
+        kept = {name for name in holding if name in self._by_name and name not in self._draining}
+        at_risk = len(kept) < self.settings.write_quorum
+        quorum = self.settings.write_quorum
+        needed = [name for name in holding if name in self._by_name
+                  and len(kept - {name}) < quorum]
         report["placed"] = [name for name in layout.placed if name in holding]
         report["not_placeable"] = dict(layout.unplaced)
         if self._draining:
@@ -617,8 +628,8 @@ class ReplicaStorage(StorageModule):
             if at_risk:
                 log.warning("object %s has %d copies outside the draining locations %s "
                             "(write_quorum %d): do not remove them yet", layout.data.object_id,
-                            kept, ", ".join(sorted(self._draining)), self.settings.write_quorum)
-        self._fill_call("count in", self._fill.record, states, at_risk)
+                            len(kept), ", ".join(sorted(self._draining)), quorum)
+        self._fill_call("count in", self._fill.record, states, needed)
         return states
 
     def _fill_call(self, action: str, function: Callable[..., Any], *args: Any) -> None:
@@ -830,9 +841,66 @@ class ReplicaStorage(StorageModule):
         journal = journal_report(self._journal)
         with self._lock:
             operations = dict(self._counters)
+        fill = safe_report(self._fill, [location.name for location in self._locations])
+        for entry in reports:
+            entry.update(self._fill_facts(context, entry["name"], fill))
         return summarize(reports, self.settings.write_quorum, journal, {
             "workers": self._pool.stats(), "operations": operations,
-            "options": self.settings.describe()})
+            "options": self.settings.describe(), "repair_pass": fill,
+            "draining": self._drain_report(fill)})
+
+    def _fill_facts(self, context: Optional[dict], name: str,
+                    fill: Dict[str, Any]) -> Dict[str, Any]:
+        """Return a location's ``draining``, ``placement`` and ``fill`` statistics.
+
+        ``fill`` comes from the current repair pass (or the last one while
+        the current has counted nothing): ``objects`` repaired in that pass,
+        how many of them the location ``holds``, is ``missing``, cannot
+        receive (``unplaceable``), and ``progress`` (holds / objects, None
+        before any repair). The host divides ``holds`` by the objects in
+        its index for the fill of the whole store.
+        """
+        location = self._by_name[name]
+        try:
+            placement: Any = supports_placement(location.module(context))
+        except StorageError:
+            placement = None  # unknown: the module cannot be resolved now
+        facts: Dict[str, Any] = {"draining": name in self._draining, "placement": placement}
+        chosen = _shown_pass(fill)
+        if chosen:
+            counts = dict(chosen["locations"].get(name) or {})
+            objects = chosen["objects"]
+            counts.update(objects=objects, started=chosen["started"],
+                          progress=round(counts.get(HOLDS, 0) / objects, 4) if objects else None)
+            facts["fill"] = counts
+        else:
+            facts["fill"] = None
+        if placement is False:
+            facts["placement_note"] = ("cannot receive objects created before it was added (no "
+                                       "'placement' capability)")
+        return facts
+
+    def _drain_report(self, fill: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """Say whether the draining locations can be removed, from the repair pass shown.
+
+        Returns:
+            None when no location is draining; else ``objects`` (how many
+            objects the pass shown repaired) and ``locations``: name ->
+            ``{"needed": objects whose copy there is still needed to keep
+            write_quorum copies, "removable": True when that pass repaired
+            objects and none needs the copy}``. The pass must have covered
+            the whole index (``vsm repair`` to the end) for ``removable`` to
+            hold for every object; the host compares ``objects`` with it.
+        """
+        if not self._draining:
+            return None
+        chosen = _shown_pass(fill)
+        objects = chosen.get("objects", 0) if chosen else 0
+        locations = {}
+        for name in sorted(self._draining):
+            needed = chosen["locations"].get(name, {}).get(NEEDED) if chosen else None
+            locations[name] = {"needed": needed, "removable": bool(objects) and needed == 0}
+        return {"objects": objects, "locations": locations}
 
     # -- small helpers -------------------------------------------------------
 
@@ -864,6 +932,15 @@ def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
     error.failures = {name: "%s: %s" % (type(value).__name__, value)  # type: ignore[attr-defined]
                       for name, value in failures.items()}
     return error
+
+
+def _shown_pass(fill: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Return the repair pass statistics show: the current one, or the last while the
+    current has counted nothing (None when there is neither)."""
+    chosen = fill.get("current")
+    if not chosen or not chosen.get("objects"):
+        chosen = fill.get("last") or chosen
+    return chosen
 
 
 def _unconfigured_error(data: formats.ReplicaData, names: Sequence[str]) -> LocationUnavailable:
