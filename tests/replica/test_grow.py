@@ -24,7 +24,7 @@ from replica.replica import ReplicaStorage
 from replica.settings import parse_settings
 from simple.simple import SimpleStorage
 
-from replica.helpers import temp_dir
+from tests.replica.helpers import temp_dir
 
 
 class NoPlacementStorage(SimpleStorage):
