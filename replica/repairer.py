@@ -10,26 +10,26 @@
 * older objects (no manifests, or ``integrity=off``) are refilled: locations
   lacking their copy get one streamed from a copy that exists.
 
-It works through its owner's copy helpers (``_split``, ``_parallel``,
-``_delete_copies``, ``_write_manifests``, ``_note_copies``, ``_count``...), so
-that writes, deletes and the journal behave the same on every path.
+It receives the replica's named parts (locations, dispatcher, copies,
+ledger), so that writes, deletes and the journal behave the same on every
+path, and it can be tested on its own.
 """
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound, StorageError
 from replica import module_data as formats
-from replica.copies import delete_copy, writer
-from replica.failover import open_failover_stream
-from replica.locations import Placed, describe_failures, limited_error
+from replica.copies import Copies, delete_copy, writer
+from replica.dispatcher import Dispatcher
+from replica.ledger import Ledger
+from replica.location_set import LocationSet
+from replica.locations import WRITE, Placed, describe_failures, limited_error
 from replica.manifest import Manifest
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
 from replica.verified import find_reference
-
-if TYPE_CHECKING:  # pragma: no cover
-    from replica.replica import ReplicaStorage
 
 __all__ = ["Repairer"]
 
@@ -37,10 +37,26 @@ log = logging.getLogger(__name__)
 
 
 class Repairer:
-    """Scrub and repair the copies of one object on behalf of a ``ReplicaStorage``."""
+    """Scrub and repair the copies of one object.
 
-    def __init__(self, owner: "ReplicaStorage"):
-        self._owner = owner
+    Args:
+        locations: the replica's locations.
+        dispatcher: runs calls (pool, fan-out, deadlines, retries).
+        copies: writes, deletes and opens copies.
+        ledger: journal, tombstones and counters.
+        integrity: True when objects with manifests are verified (``integrity=on``).
+        sleep: pauses of a rate-limited scrub (tests inject a recorder).
+    """
+
+    def __init__(self, locations: LocationSet, dispatcher: Dispatcher, copies: Copies,
+                 ledger: Ledger, integrity: bool = True,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._locations = locations
+        self._dispatcher = dispatcher
+        self._copies = copies
+        self._ledger = ledger
+        self._integrity = integrity
+        self._sleep = sleep
 
     def repair_object(self, context: Optional[dict], data: formats.ReplicaData,
                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
@@ -58,11 +74,11 @@ class Repairer:
             ObjectNotFound: no copy exists anywhere.
             LocationUnavailable: no location holding a copy can be reached.
         """
-        draining = self._owner._draining
+        draining = self._locations.draining
         if draining:  # copies on draining locations are read from but never rewritten
             only = [name for name in (data.copies if only is None else only)
                     if name not in draining]
-        if self._owner._integrity and data.verified:
+        if self._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)
 
@@ -78,10 +94,10 @@ class Repairer:
         if data.verified:
             try:
                 _, reference, _ = find_reference(
-                    context, data.text, self._owner._verified_candidates(data, present), None, {})
+                    context, data.text, self._copies.verified_candidates(data, present), None, {})
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
-        pacer = Pacer(rate, self._owner._sleep)
+        pacer = Pacer(rate, self._sleep)
         states: Dict[str, CopyReport] = {}
         for location, child in present:
             if not probe and location.is_limited():
@@ -102,7 +118,7 @@ class Repairer:
                             if state.state == UNREACHABLE},
             "bytes_checked": sum(state.bytes_checked for state in states.values()),
         }
-        self._owner._count(scrub_bytes=report["bytes_checked"],
+        self._ledger.count(scrub_bytes=report["bytes_checked"],
                            damaged_copies_found=len(report["damaged"]))
         if report["damaged"]:
             log.error("object %s: damaged copies at %s", data.object_id,
@@ -122,7 +138,7 @@ class Repairer:
             ObjectNotFound: no copy exists anywhere.
             LocationUnavailable: no copy is known and some location is unreachable.
         """
-        present, _ = self._owner._split(data)
+        present, _ = self._locations.split(data)
         report, states, reference = self.scrub(context, data, present, rate, probe)
         by_name = {location.name: child for location, child in present}
         targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
@@ -154,11 +170,11 @@ class Repairer:
                             "no copy holds an intact version of every block; cannot rebuild",
                             module_data=data.text, location=name)
                     break
-            sources = [(self._owner._by_name[name], by_name[name])
+            sources = [(self._locations.get(name), by_name[name])
                        for name in by_name if name not in batch
                        and states[name].state in (COPY_OK, DAMAGED)]
             done, failed = self._rewrite(context, data, sources,
-                                         [(self._owner._by_name[name], by_name[name])
+                                         [(self._locations.get(name), by_name[name])
                                           for name in batch],
                                          [name for name in batch if states[name].state == DAMAGED],
                                          reference, queue_timeout)
@@ -178,9 +194,9 @@ class Repairer:
                               for name, error in failures.items()})
         in_scope = set(report["unreachable"]) if only is None \
             else set(report["unreachable"]) & set(only)
-        self._owner._note_copies(data, report["present"] + repaired,
+        self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))
-        self._owner._count(copies_repaired=len(repaired),
+        self._ledger.count(copies_repaired=len(repaired),
                            damaged_copies_repaired=len(damaged_fixed))
         if repaired:
             log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
@@ -200,7 +216,7 @@ class Repairer:
             calls = {location.name: functools.partial(delete_copy, context, location, child,
                                                       data.manifest_md(location.name))
                      for location, child in targets if location.name in damaged}
-            for name, (ok, value) in self._owner._parallel(calls).items():
+            for name, (ok, value) in self._dispatcher.parallel(calls, WRITE).items():
                 if not ok and not isinstance(value, ObjectNotFound):
                     failures[name] = value
         live = [(location, child) for location, child in targets
@@ -208,13 +224,13 @@ class Repairer:
         if not live:
             return [], failures
         try:
-            source = self._owner._open_verified(context, data, sources)
+            source = self._copies.open_verified(context, data, sources)
         except StorageError as error:
             for location, _ in live:
                 failures[location.name] = error
             return [], failures
         try:
-            result = self._owner._fanout.run(source, {
+            result = self._dispatcher.fanout.run(source, {
                 location.name: writer(context, location, child) for location, child in live},
                 queue_timeout=queue_timeout)
         except StorageError as error:
@@ -223,13 +239,13 @@ class Repairer:
             return [], failures
         finally:
             source.close()
-        self._owner._blame_dropped(result)
+        self._copies.blame_dropped(result)
         failures.update(result.failures)
         if result.incomplete:
-            self._owner._delete_copies(context, data, sorted(result.incomplete))
+            self._copies.delete(context, data, sorted(result.incomplete))
         written = [location.name for location, _ in live if location.name not in failures]
         if written:
-            written = self._owner._write_manifests(context, data, written, reference, failures)
+            written = self._copies.write_manifests(context, data, written, reference, failures)
         return written, failures
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
@@ -247,10 +263,10 @@ class Repairer:
             ObjectNotFound: no location holds the object.
             LocationUnavailable: no holder could be reached or read.
         """
-        present, _ = self._owner._split(data)
+        present, _ = self._locations.split(data)
         checks = {location.name: functools.partial(location.call, context, "available", child)
                   for location, child in present if probe or not location.is_limited()}
-        answers = self._owner._parallel(checks)
+        answers = self._dispatcher.parallel(checks)
         holders: List[Placed] = []
         missing: List[Placed] = []
         unreachable: Dict[str, StorageError] = {}
@@ -274,25 +290,25 @@ class Repairer:
                                  module_data=data.text)
         failures: Dict[str, StorageError] = {}
         if missing:
-            source = open_failover_stream(context, data.text, holders, self._owner._retry)
+            source = self._copies.open_unverified(context, data, holders)
             try:
-                result = self._owner._fanout.run(source, {
+                result = self._dispatcher.fanout.run(source, {
                     location.name: writer(context, location, child)
                     for location, child in missing}, queue_timeout=queue_timeout)
             finally:
                 source.close()
-            self._owner._blame_dropped(result)
+            self._copies.blame_dropped(result)
             failures = dict(result.failures)
             if result.incomplete:
-                self._owner._delete_copies(context, data, sorted(result.incomplete))
+                self._copies.delete(context, data, sorted(result.incomplete))
         repaired = self._undo_if_deleted(
             context, data, [location.name for location, _ in missing if location.name not in failures])
         report["repaired"] = repaired
         report["failed"] = {name: str(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
-        self._owner._note_copies(data, report["present"] + repaired,
+        self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))
-        self._owner._count(copies_repaired=len(repaired))
+        self._ledger.count(copies_repaired=len(repaired))
         if repaired:
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
@@ -304,11 +320,11 @@ class Repairer:
         Returns:
             list: ``repaired``, or [] when the object was deleted.
         """
-        if not repaired or not self._owner._is_buried(data.object_id):
+        if not repaired or not self._ledger.is_buried(data.object_id):
             return repaired
         log.warning("object %s was deleted while being repaired; removing the copies just "
                     "written at %s", data.object_id, ", ".join(repaired))
-        self._owner._delete_copies(context, data, repaired)
+        self._copies.delete(context, data, repaired)
         return []
 
 
