@@ -149,7 +149,9 @@ class Copies:
             context, data.text, self.verified_candidates(data, candidates),
             self._dispatcher.attempt, self._dispatcher.pool,
             on_damage=functools.partial(self.damage_found, data),
-            on_failover=self._count_failover)
+            on_failover=self._count_failover,
+            is_gone=functools.partial(self._ledger.is_buried, data.object_id),
+            on_vanished=lambda name: self._ledger.count(vanished_copies=1))
 
     def open_unverified(self, context: Optional[dict], data: formats.ReplicaData,
                         candidates: Sequence[Placed]) -> FailoverReadStream:

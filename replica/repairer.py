@@ -71,9 +71,13 @@ class Repairer:
             the scrub's keys for objects with manifests).
 
         Raises:
-            ObjectNotFound: no copy exists anywhere.
+            ObjectNotFound: no copy exists anywhere, or the object was
+                deleted in this process (nothing of it is rewritten).
             LocationUnavailable: no location holding a copy can be reached.
         """
+        if self._ledger.is_buried(data.object_id):
+            raise ObjectNotFound("object %s was deleted; nothing to repair" % data.object_id,
+                                 module_data=data.text)
         draining = self._locations.draining
         if draining:  # copies on draining locations are read from but never rewritten
             only = [name for name in (data.copies if only is None else only)
@@ -94,7 +98,8 @@ class Repairer:
         if data.verified:
             try:
                 _, reference, _ = find_reference(
-                    context, data.text, self._copies.verified_candidates(data, present), None, {})
+                    context, data.text, self._copies.verified_candidates(data, present), None, {},
+                    functools.partial(self._ledger.is_buried, data.object_id))
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
         pacer = Pacer(rate, self._sleep)
@@ -106,6 +111,13 @@ class Repairer:
                 continue
             states[location.name] = verify_copy(context, location, child,
                                                 data.manifest_md(location.name), reference, pacer)
+        if self._ledger.is_buried(data.object_id):
+            # Deleted while being scrubbed: what looks damaged has vanished (issue 9).
+            for name, state in states.items():
+                if state.state == DAMAGED:
+                    states[name] = CopyReport(MISSING, reason="vanished: the object was deleted",
+                                              has_data=False)
+                    self._ledger.count(vanished_copies=1)
         report: Dict[str, Any] = {
             "size": reference.size if reference is not None else None,
             "verified": data.verified,

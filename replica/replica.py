@@ -440,7 +440,8 @@ class ReplicaStorage(StorageModule):
             _, manifest, _ = find_reference(
                 context, module_data,
                 self._copies.verified_candidates(data, self._locations.candidates(data)),
-                self._dispatcher.attempt, failures)
+                self._dispatcher.attempt, failures,
+                functools.partial(self._ledger.is_buried, data.object_id))
             return manifest.size
         for location, child in self._locations.candidates(data):
             try:
