@@ -114,6 +114,10 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
             entry = {"md": _derive(context, location, data.object_id), PLACED: True}
             if with_manifest:
                 entry["mf"] = _derive(context, location, manifest_id(data.object_id))
+                if entry["mf"] == entry["md"]:
+                    raise LocationUnavailable(
+                        "location %s gives the same module_data for two object ids (its "
+                        "new_data_for ignores the id)" % location.name, location=location.name)
         except StorageError as error:
             unplaced[location.name] = "new_data_for failed: %s: %s" % (type(error).__name__,
                                                                        error)

@@ -466,8 +466,12 @@ class ReplicaStorage(StorageModule):
             ``replicas``, ``write_quorum``, ``healthy``, ``degraded``,
             ``under_replicated``, ``pending_deletes``, ``journal``,
             ``locations`` (name, kind, health ok/down/error-limited,
-            capacity, last error, error counts, the child's statistics),
-            ``workers``, ``operations`` and ``options``.
+            capacity, last error, error counts, the child's statistics, and
+            ``draining``, ``placement`` and ``fill`` from the repair pass,
+            see :meth:`replica.rebalance.Rebalance.statistics`),
+            ``repair_pass``, ``draining`` (None, or whether each draining
+            location can be removed), ``workers``, ``operations`` and
+            ``options``.
         """
         try:
             return self._statistics(context)
@@ -480,8 +484,11 @@ class ReplicaStorage(StorageModule):
                rate: Optional[float] = None) -> Dict[str, Any]:
         """Refill and fix one object's copies, or replay the whole journal.
 
-        With ``module_data``: every location (error-limited ones too) is
-        checked. Objects with manifests are scrubbed (every copy read and
+        With ``module_data``: every configured location (error-limited ones
+        too) is checked, including locations the module_data does not name:
+        those that support placement get their copy at ``new_data_for``
+        (see :mod:`replica.placement`); draining locations are never
+        refilled. The stored module_data does not change. Objects with manifests are scrubbed (every copy read and
         verified, at most ``rate`` bytes per second when given); damaged
         copies are deleted (manifest, then data) and, like missing ones,
         rewritten from verified blocks with their manifest. Older objects:
@@ -489,11 +496,17 @@ class ReplicaStorage(StorageModule):
         not get one, streamed from a copy (unverified). Without: pending
         deletes and missing or damaged copies recorded in the journal are
         retried; an error-limited location is probed with its first entry
-        and skipped for the rest of this repair if that fails.
+        and skipped for the rest of this repair if that fails; this also
+        starts a new repair pass for the fill counts (``vsm repair`` runs it
+        first).
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
-            ``failed``, ``unreachable``, ``not_configured``, and for objects
+            ``failed``, ``unreachable``, ``not_configured``, ``placed``
+            (locations the module_data does not name that now hold a copy),
+            ``not_placeable`` (location -> why it cannot receive the object),
+            ``below_quorum_without_draining`` (0/1, while a location is
+            draining; see :mod:`replica.rebalance`), and for objects
             with manifests the scrub's ``ok``, ``damaged``, ``missing``,
             ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,

@@ -33,6 +33,22 @@ class NoPlacementStorage(SimpleStorage):
     capabilities = MappingProxyType(dict(StorageModule.capabilities))
 
 
+class ConstantPlacementStorage(SimpleStorage):
+    """A broken module: claims placement but ignores the object id."""
+
+    def new_data_for(self, context, object_id):
+        return "00/00/" + "0" * 32
+
+
+class CrashingPlacementStorage(SimpleStorage):
+    """A broken module: new_data_for raises a foreign exception or returns garbage."""
+
+    def new_data_for(self, context, object_id):
+        if object_id.startswith(tuple("01234567")):
+            raise RuntimeError("boom with password=hunter2")
+        return 42
+
+
 def _spec(directory: str, name: str, draining: bool = False, module: str = None) -> str:
     spec = {"module": module or "simple.simple.SimpleStorage", "args": [directory], "name": name}
     if draining:
@@ -229,6 +245,29 @@ class TestAddLocation(GrowTestCase):
         self.assertEqual(entry["fill"]["holds"], 0)
         fresh = self.store(grown, b"new")  # new objects do get a copy there
         self.assertIn("c", json.loads(fresh)["copies"])
+
+
+class TestBrokenPlacement(GrowTestCase):
+
+    def test_broken_new_data_for_makes_the_location_unplaceable(self):
+        """A module whose new_data_for ignores the id, raises or returns garbage never
+        receives copies of old objects; repair says why and the other copies are untouched."""
+        before = self.replica("a", "b")
+        payloads = {self.store(before, b"%d" % i): b"%d" % i for i in range(8)}
+        for broken in ("ConstantPlacementStorage", "CrashingPlacementStorage"):
+            specs = [_spec(self.dirs["a"], "a"), _spec(self.dirs["b"], "b"),
+                     _spec(self.dirs["c"], "c", module="%s.%s" % (__name__, broken))]
+            grown = ReplicaStorage(*specs)
+            self.addCleanup(grown.close)
+            for module_data, payload in payloads.items():
+                report = grown.repair(None, module_data)
+                self.assertIn("c", report["not_placeable"], broken)
+                self.assertNotIn("hunter2", json.dumps(report))
+                self.assertEqual(sorted(report["present"]), ["a", "b"])
+                self.assertEqual(self.read(grown, module_data), payload)
+                self.assertTrue(grown.available(None, module_data))
+            self.assertNotIn("hunter2", json.dumps(grown.statistics(None)))
+            self.assertEqual(os.listdir(self.dirs["c"]), [], broken)
 
 
 class TestCreatedWhileDown(GrowTestCase):
