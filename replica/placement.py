@@ -112,12 +112,14 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
             continue
         try:
             entry = {"md": _derive(context, location, data.object_id), PLACED: True}
+            manifest_md = _derive(context, location, manifest_id(data.object_id))
+            if manifest_md == entry["md"]:  # asked even without manifests: a module that
+                # ignored the id would put every object's copy in one place
+                raise LocationUnavailable(
+                    "location %s gives the same module_data for two object ids (its "
+                    "new_data_for ignores the id)" % location.name, location=location.name)
             if with_manifest:
-                entry["mf"] = _derive(context, location, manifest_id(data.object_id))
-                if entry["mf"] == entry["md"]:
-                    raise LocationUnavailable(
-                        "location %s gives the same module_data for two object ids (its "
-                        "new_data_for ignores the id)" % location.name, location=location.name)
+                entry["mf"] = manifest_md
         except StorageError as error:
             unplaced[location.name] = "new_data_for failed: %s: %s" % (type(error).__name__,
                                                                        error)

@@ -254,6 +254,8 @@ class TestBrokenPlacement(GrowTestCase):
         receives copies of old objects; repair says why and the other copies are untouched."""
         before = self.replica("a", "b")
         payloads = {self.store(before, b"%d" % i): b"%d" % i for i in range(8)}
+        older = self.replica("a", "b", integrity="off")
+        payloads.update({self.store(older, b"old %d" % i): b"old %d" % i for i in range(4)})
         for broken in ("ConstantPlacementStorage", "CrashingPlacementStorage"):
             specs = [_spec(self.dirs["a"], "a"), _spec(self.dirs["b"], "b"),
                      _spec(self.dirs["c"], "c", module="%s.%s" % (__name__, broken))]
