@@ -19,6 +19,7 @@ import requests
 from modules.host.commands import EXIT_OK
 from modules.keys import sharded_key_for
 from replica.placement import manifest_id
+from replica.replica import ReplicaStorage
 from tests.host.support import CONFIG, replica_available
 from tests.host.test_cli import CliTestCase
 
@@ -93,8 +94,8 @@ class TestGrowThroughTheHost(CliTestCase):
         self.assertEqual(response.status_code, 200, response.text)
         return hashlib.sha256(response.content).hexdigest()
 
-    def repair(self):
-        code, out, err = self.vsm("repair", "--json", "--no-progress", "mirror")
+    def repair(self, *options: str):
+        code, out, err = self.vsm("repair", "--json", "--no-progress", *options, "mirror")
         self.assertEqual(code, EXIT_OK, out + err)
         return json.loads(out)["modules"][0]
 
@@ -109,7 +110,7 @@ class TestGrowThroughTheHost(CliTestCase):
 
         # c is added: vsm repair gives every object a copy there
         self.configure_mirror("abc")
-        report = self.repair()
+        report = self.repair("--rate-mib", "64")
         self.assertEqual(report["objects"], COUNT)
         self.assertEqual(report["failed"], [])
         self.assertEqual(report["summary"]["placed"], COUNT)
@@ -125,11 +126,11 @@ class TestGrowThroughTheHost(CliTestCase):
             os.rename(self.dirs[name], self.dirs[name] + ".away")
         self.assertEqual(self.parallel(self.get_digest, keys), [digests[key] for key in keys])
         # ...and through a new replica instance with an empty state directory
-        from replica.replica import ReplicaStorage
         fresh = ReplicaStorage(*[_spec(self.dirs[name], name) for name in "abc"],
                                state_dir=os.path.join(self.work, "empty-state"))
         self.addCleanup(fresh.close)
         for key, module_data in zip(keys, before):
+            self.assertFalse(fresh.available(None, module_data), "a and b are gone")
             with fresh.get_read_stream(None, module_data) as stream:
                 self.assertEqual(hashlib.sha256(stream.read()).hexdigest(), digests[key], key)
             placed = os.path.join(self.dirs["c"], *sharded_key_for(
@@ -151,8 +152,12 @@ class TestGrowThroughTheHost(CliTestCase):
         self.assertIn("can be removed", page)
         self.configure_mirror("bc")
         shutil.rmtree(self.dirs.pop("a"))
+        shrunk = ReplicaStorage(*[_spec(self.dirs[name], name) for name in "bc"],
+                                state_dir=os.path.join(self.work, "other-state"))
+        self.addCleanup(shrunk.close)
         for module_data in before:
             self.assertGreaterEqual(self.copies(module_data), 2)
+            self.assertTrue(shrunk.available(None, module_data))
         self.assertEqual(self.parallel(self.get_digest, keys[::50]),
                          [digests[key] for key in keys[::50]])
         report = self.repair()
