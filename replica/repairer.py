@@ -27,6 +27,7 @@ from replica.ledger import Ledger
 from replica.location_set import LocationSet
 from replica.locations import WRITE, Placed, describe_failures, limited_error
 from replica.manifest import Manifest
+from replica.placement import PLACED
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
 from replica.verified import find_reference
@@ -211,8 +212,12 @@ class Repairer:
         self._ledger.count(copies_repaired=len(repaired),
                            damaged_copies_repaired=len(damaged_fixed))
         if repaired:
-            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
-                        ", ".join(repaired))
+            # filling a copy placed on an added location is routine, not a warning
+            routine = all(data.copies[name].get(PLACED) and states[name].state == MISSING
+                          for name in repaired)
+            log.log(logging.INFO if routine else logging.WARNING,
+                    "object %s: rewrote copies at %s from verified copies", data.object_id,
+                    ", ".join(repaired))
         return report
 
     def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,

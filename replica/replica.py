@@ -300,8 +300,10 @@ class ReplicaStorage(StorageModule):
         :meth:`assign` fills the gaps.
 
         Returns:
-            bool: True only when every configured location named in
-            ``module_data`` answers True.
+            bool: True only when every configured location that should hold
+            the object answers True: those named in ``module_data`` and the
+            added ones that support placement (draining locations are not
+            required; see :mod:`replica.placement`).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
