@@ -144,6 +144,7 @@ class TestGrowThroughTheHost(CliTestCase):
         self.configure_mirror("abc", draining=("a",))
         report = self.repair()
         self.assertEqual(report["failed"], [])
+        self.assertEqual(report["draining"], {"a": {"needed": 0, "removable": True}})
         self.assertEqual(report["summary"]["below_quorum_without_draining"], 0)
         drain = self.statistics()["draining"]
         self.assertEqual(drain["objects"], COUNT)
@@ -163,6 +164,22 @@ class TestGrowThroughTheHost(CliTestCase):
         report = self.repair()
         self.assertEqual(report["failed"], [])
         self.assertEqual(report["summary"].get("repaired", 0), 0, "nothing left to refill")
+
+
+    def test_vsm_repair_says_when_a_draining_location_can_be_removed(self):
+        """Issue 14: with the new disk not mounted yet, a cannot go; once it is, it can."""
+        self.configure_mirror("ab")
+        self.parallel(self.put, ["k%d" % index for index in range(5)], [b"v"] * 5)
+        os.rmdir(self.dirs["c"])  # c is configured but not mounted yet
+        self.configure_mirror("abc", draining=("a",))
+        code, out, err = self.vsm("repair", "--no-progress", "mirror")
+        self.assertIn("draining a: 5 object(s) still need its copy; not yet", out, out + err)
+        self.assertNotIn("can be removed", self.host.request("GET", "/").text)
+        os.mkdir(self.dirs["c"])
+        code, out, err = self.vsm("repair", "--no-progress", "mirror")
+        self.assertEqual(code, EXIT_OK, out + err)
+        self.assertIn("draining a: can be removed now", out)
+        self.assertIn("draining: can be removed", self.host.request("GET", "/").text)
 
 
 if __name__ == "__main__":
