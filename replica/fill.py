@@ -18,8 +18,8 @@ pass* (``vsm repair``: one journal step, ``repair(context)``, then one
 
 Together with the number of objects in the host's index, this gives each
 location's fill progress (``holds / objects in the index``) and tells when a
-draining location can be removed (a whole pass with ``needed == 0`` for it). Only counters are kept (a few per
-location: bounded memory). With a ``state_dir`` they live in
+draining location can be removed (a whole pass with ``needed == 0`` for
+it). Only counters are kept (a few per location: bounded memory). With a ``state_dir`` they live in
 ``<state_dir>/replica-fill.sqlite3``, shared by every server process that
 serves the replica (a host with several workers spreads a pass's steps over
 them); without one they live in memory. They are statistics, never the record

@@ -43,7 +43,7 @@ class Rebalance:
         self._quorum = write_quorum
 
     def start_pass(self) -> None:
-        """A repair pass begins (``repair(context)``: ``vsm repair``'s journal step). Never raises."""
+        """Begin a repair pass (``repair(context)``, ``vsm repair``'s first step); never raises."""
         self._call("start a pass in", self._counts.start_pass)
 
     def count(self, layout: Layout, report: Dict[str, Any]) -> None:

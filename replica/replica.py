@@ -490,8 +490,9 @@ class ReplicaStorage(StorageModule):
         too) is checked, including locations the module_data does not name:
         those that support placement get their copy at ``new_data_for``
         (see :mod:`replica.placement`); draining locations are never
-        refilled. The stored module_data does not change. Objects with manifests are scrubbed (every copy read and
-        verified, at most ``rate`` bytes per second when given); damaged
+        refilled. The stored module_data does not change. Objects with
+        manifests are scrubbed (every copy read and verified, at most
+        ``rate`` bytes per second when given); damaged
         copies are deleted (manifest, then data) and, like missing ones,
         rewritten from verified blocks with their manifest. Older objects:
         every location is asked whether it holds its copy, and those that do
