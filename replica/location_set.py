@@ -94,7 +94,7 @@ class LocationSet:
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
         """
-        return expand(context, formats.decode(module_data), self._locations, self.draining)
+        return expand(context, formats.decode(module_data), self._locations)
 
     def split(self, data: formats.ReplicaData) -> Tuple[List[Placed], List[str]]:
         """Return (configured locations named in ``data``, in configured order; other names)."""

@@ -21,7 +21,9 @@ named in it keeps the copy recorded there.
 A location without the capability (or whose module cannot be resolved now)
 cannot receive copies of existing objects; :func:`expand` reports it in
 :attr:`Layout.unplaced` so that ``repair`` and the statistics can say so.
-Locations marked ``draining`` receive no new copies (see ``docs/replica.md``).
+Locations marked ``draining`` get entries too, so that copies placed there
+before the mark are still read and deleted; the write paths (``assign``,
+``repair``) never write to a draining location (see ``docs/replica.md``).
 """
 import hashlib
 import logging
@@ -49,7 +51,7 @@ class Layout:
 
     Attributes:
         data: the object's module_data with a derived entry (marked
-            ``"placed": True``) for every configured, non-draining location
+            ``"placed": True``) for every configured location
             it does not name and that supports placement; ``data.text`` is
             the original module_data, unchanged.
         placed: names of the locations whose entries were derived.
@@ -82,17 +84,16 @@ def supports_placement(module: Any) -> bool:
 
 
 def expand(context: Optional[dict], data: formats.ReplicaData,
-           locations: Sequence[Location], draining: Sequence[str] = ()) -> Layout:
+           locations: Sequence[Location]) -> Layout:
     """Add derived copy entries for the configured locations ``data`` does not name.
 
-    Draining locations get no entry. The derived entry has ``"mf"`` when
-    every recorded copy has one (an object written with integrity on).
+    The derived entry has ``"mf"`` when every recorded copy has one (an
+    object written with integrity on).
 
     Returns:
         Layout: never raises for a location's problem (it is in ``unplaced``).
     """
-    missing = [location for location in locations
-               if location.name not in data.copies and location.name not in draining]
+    missing = [location for location in locations if location.name not in data.copies]
     if not missing:
         return Layout(data, (), MappingProxyType({}))
     copies: Dict[str, Mapping[str, Any]] = dict(data.copies)

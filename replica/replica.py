@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional
 
 from modules import StorageModule
 from modules.errors import (
@@ -538,6 +538,7 @@ class ReplicaStorage(StorageModule):
         report = self._repairer.repair_object(context, data, None, self.settings.queue_timeout,
                                               True, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
+        _retiring_is_not_missing(report, self._locations.draining)
         self._rebalance.count(layout, report)
         self._ledger.count(repairs=1)
         return report
@@ -571,6 +572,7 @@ class ReplicaStorage(StorageModule):
         report, _, _ = self._repairer.scrub(context, data, present, rate)
         report["not_placeable"] = dict(layout.unplaced)
         report.update(object=data.object_id, not_configured=unconfigured)
+        _retiring_is_not_missing(report, self._locations.draining)
         self._ledger.count(scrubs=1)
         return report
 
@@ -614,6 +616,13 @@ class ReplicaStorage(StorageModule):
         if self._is_closed():
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
+
+
+def _retiring_is_not_missing(report: Dict[str, Any], draining: FrozenSet[str]) -> None:
+    """Leave draining locations out of a report's ``missing``: they are not refilled, so a
+    copy they lack is no problem (the fill counts say ``draining`` for them)."""
+    if draining and isinstance(report.get("missing"), list):
+        report["missing"] = [name for name in report["missing"] if name not in draining]
 
 
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
