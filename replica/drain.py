@@ -13,7 +13,6 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from modules.errors import InvalidModuleData, LocationUnavailable, ObjectNotFound, StorageError
-from replica import module_data as formats
 from replica.copies import delete_copy
 from replica.journal import DELETE, JournalEntry
 from replica.ledger import Ledger
@@ -132,7 +131,7 @@ class Drainer:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._locations.get(entry.location)
         try:
-            data = formats.decode(entry.module_data)
+            data = self._locations.layout(context, entry.module_data).data
             child = data.child_md(entry.location)
         except (InvalidModuleData, KeyError):
             log.error("dropping a journal entry with unusable module_data (%s at %s)",

@@ -28,6 +28,7 @@ from replica.ledger import Ledger
 from replica.location_set import LocationSet
 from replica.locations import WRITE, Placed, describe_failures, limited_error
 from replica.manifest import Manifest
+from replica.placement import PLACED
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
 from replica.verified import find_reference
@@ -80,6 +81,10 @@ class Repairer:
         if self._ledger.is_buried(data.object_id):
             raise ObjectNotFound("object %s was deleted; nothing to repair" % data.object_id,
                                  module_data=data.text)
+        draining = self._locations.draining
+        if draining:  # copies on draining locations are read from but never rewritten
+            only = [name for name in (data.copies if only is None else only)
+                    if name not in draining]
         if self._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)
@@ -210,8 +215,12 @@ class Repairer:
         self._ledger.count(copies_repaired=len(repaired),
                            damaged_copies_repaired=len(damaged_fixed))
         if repaired:
-            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
-                        ", ".join(repaired))
+            # filling a copy placed on an added location is routine, not a warning
+            routine = all(data.copies[name].get(PLACED) and states[name].state == MISSING
+                          for name in repaired)
+            log.log(logging.INFO if routine else logging.WARNING,
+                    "object %s: rewrote copies at %s from verified copies", data.object_id,
+                    ", ".join(repaired))
         return report
 
     def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import uuid
+from types import MappingProxyType
 from typing import Any, BinaryIO, Dict, Optional
 
 from modules import StorageModule
@@ -25,7 +26,7 @@ from modules.errors import (
     StorageError,
 )
 from modules.fs_errors import convert_os_errors
-from modules.keys import SHARDED_KEY, new_sharded_key
+from modules.keys import SHARDED_KEY, new_sharded_key, sharded_key_for
 from modules.streams import FileReadStream, read_source_chunk
 
 __all__ = ["SimpleStorage"]
@@ -68,6 +69,9 @@ class SimpleStorage(StorageModule):
         self._lock = threading.Lock()
         self._counters = {"writes": 0, "reads": 0, "deletes": 0, "bytes_written": 0, "errors": 0}
 
+    #: Offers deterministic placement (:meth:`new_data_for`).
+    capabilities = MappingProxyType(dict(StorageModule.capabilities, placement=True))
+
     def __repr__(self) -> str:
         return "SimpleStorage(%r)" % self.storage_dir
 
@@ -80,6 +84,21 @@ class SimpleStorage(StorageModule):
             str: the module_data for a new object.
         """
         return new_sharded_key()
+
+    def new_data_for(self, context: Optional[dict], object_id: str) -> str:
+        """Return the sharded path of object ``object_id``: ``'ab/cd/abcd...'`` (no disk access).
+
+        The same id gives the same path in every process and on every node
+        (capability ``placement``), so a replica can place a copy of an
+        existing object here and find it again.
+
+        Returns:
+            str: the module_data, e.g. ``'3f/a0/3fa0...'`` for ``'3fa0...'``.
+
+        Raises:
+            InvalidModuleData: ``object_id`` is not 32 lowercase hex characters.
+        """
+        return sharded_key_for(object_id)
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Stream ``stream`` into the object's file: temp file, fsync, rename.
