@@ -25,6 +25,7 @@ Locations marked ``draining`` get entries too, so that copies placed there
 before the mark are still read and deleted; the write paths (``assign``,
 ``repair``) never write to a draining location (see ``docs/replica.md``).
 """
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -127,8 +128,7 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
             continue
         copies[location.name] = MappingProxyType(entry)
         placed.append(location.name)
-    expanded = formats.ReplicaData(object_id=data.object_id,
-                                   copies=MappingProxyType(copies), text=data.text)
+    expanded = dataclasses.replace(data, copies=MappingProxyType(copies))
     return Layout(expanded, tuple(placed), MappingProxyType(unplaced))
 
 
