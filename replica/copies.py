@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from modules.errors import ObjectNotFound, StorageError
 from replica import module_data as formats
+from replica.checksum import Keyring
 from replica.dispatcher import Dispatcher
 from replica.failover import FailoverReadStream, open_failover_stream
 from replica.fanout import ChunkChannel, FanOutResult
@@ -71,10 +72,12 @@ class Copies:
         ledger: where owed deletes, damaged copies and counters are recorded.
     """
 
-    def __init__(self, locations: LocationSet, dispatcher: Dispatcher, ledger: Ledger):
+    def __init__(self, locations: LocationSet, dispatcher: Dispatcher, ledger: Ledger,
+                 keyring: Optional[Keyring] = None):
         self._locations = locations
         self._dispatcher = dispatcher
         self._ledger = ledger
+        self._keyring = keyring
 
     # -- writing ---------------------------------------------------------------
 
@@ -151,7 +154,8 @@ class Copies:
             on_damage=functools.partial(self.damage_found, data),
             on_failover=self._count_failover,
             is_gone=functools.partial(self._ledger.is_buried, data.object_id),
-            on_vanished=lambda name: self._ledger.count(vanished_copies=1))
+            on_vanished=lambda name: self._ledger.count(vanished_copies=1),
+            keyring=self._keyring)
 
     def open_unverified(self, context: Optional[dict], data: formats.ReplicaData,
                         candidates: Sequence[Placed]) -> FailoverReadStream:

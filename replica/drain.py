@@ -138,7 +138,7 @@ class Drainer:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
         location = self._locations.get(entry.location)
         try:
-            data = formats.decode(entry.module_data)
+            data = self._locations.layout(context, entry.module_data).data
             child = data.child_md(entry.location)
         except (InvalidModuleData, KeyError):
             log.error("dropping a journal entry with unusable module_data (%s at %s)",

@@ -7,14 +7,20 @@ hold a copy of an object (:meth:`LocationSet.split`), in which order to read
 them (:meth:`LocationSet.read_order`: healthy first, then those whose last
 read failed, error-limited last), and which to skip for writes
 (:meth:`LocationSet.writable`).
+
+It also knows where an object's copies are on locations its module_data
+does not name (:meth:`LocationSet.layout`, deterministic placement, see
+:mod:`replica.placement`) and which locations are being retired
+(:attr:`LocationSet.draining`).
 """
 import logging
 import time
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from modules.errors import LocationUnavailable
 from replica import module_data as formats
 from replica.locations import WRITE, Location, Placed
+from replica.placement import PLACED, Layout, expand
 from replica.settings import LocationSpec
 
 __all__ = ["LocationSet", "unconfigured_error"]
@@ -49,6 +55,9 @@ class LocationSet:
             raise
         self._by_name: Dict[str, Location] = {location.name: location
                                               for location in self._locations}
+        #: Names of the locations marked ``draining``: they get no new copies, are
+        #: read last, are not refilled and not required by ``available``.
+        self.draining: FrozenSet[str] = frozenset(spec.name for spec in specs if spec.draining)
 
     def __iter__(self) -> Iterator[Location]:
         return iter(self._locations)
@@ -72,6 +81,21 @@ class LocationSet:
         """
         return self._by_name[name]
 
+    def layout(self, context: Optional[dict], module_data: str) -> Layout:
+        """Decode ``module_data`` and add the copies placed on locations it does not name.
+
+        Every contract call and the journal replay go through here, so a
+        copy placed on an added location is written, read, checked and
+        deleted like a recorded one (see :mod:`replica.placement`).
+
+        Returns:
+            Layout: ``data`` (with ``text`` unchanged), ``placed``, ``unplaced``.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not a replica's.
+        """
+        return expand(context, formats.decode(module_data), self._locations)
+
     def split(self, data: formats.ReplicaData) -> Tuple[List[Placed], List[str]]:
         """Return (configured locations named in ``data``, in configured order; other names)."""
         present = [(location, data.child_md(location.name)) for location in self._locations
@@ -88,19 +112,31 @@ class LocationSet:
         present, unconfigured = self.split(data)
         if not present:
             raise unconfigured_error(data, unconfigured)
-        return self.read_order(present)
+        return self.read_order(present, data)
 
-    @staticmethod
-    def read_order(placed: Sequence[Placed]) -> List[Placed]:
+    def read_order(self, placed: Sequence[Placed],
+                   data: Optional[formats.ReplicaData] = None) -> List[Placed]:
         """Order copies for reading: healthy first, then recently failed, error-limited last.
 
         Within each group the configured order is kept (see
-        :meth:`Location.read_rank`). A location whose last read failed within
+        :meth:`Location.read_rank`), except that copies recorded in the
+        object's module_data (``data``) come before copies placed on added
+        locations (which may not be filled yet), and those before copies on
+        draining locations. A location whose last read failed within
         ``error_interval`` (a timeout: "slow now") is tried after the others,
         so one slow location costs a series of reads one timeout, not one
         each.
         """
-        return sorted(placed, key=lambda item: item[0].read_rank())
+        def rank(item: Placed) -> Tuple[int, int]:
+            name = item[0].name
+            if name in self.draining:
+                kind = 2
+            elif data is not None and data.copies.get(name, {}).get(PLACED):
+                kind = 1
+            else:
+                kind = 0
+            return item[0].read_rank(), kind
+        return sorted(placed, key=rank)
 
     @staticmethod
     def writable(location: Location) -> bool:

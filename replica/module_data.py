@@ -39,6 +39,11 @@ MAX_NAME_LENGTH = 128
 
 _OBJECT_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 _TOP_KEYS = frozenset({"v", "id", "copies"})
+#: ``"seal": "keyed"``: the object's manifests were sealed with a key; an
+#: unkeyed manifest of it is never trusted (a trust anchor the platform stores).
+_OPTIONAL_KEYS = frozenset({"seal"})
+#: The values of ``"seal"``.
+KEYED_SEAL = "keyed"
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,14 @@ class ReplicaData:
         copies: location name -> copy entry (a read-only dict with at least
             ``"md"``, the child's module_data).
         text: the module_data string this was decoded from.
+        keyed: True when every manifest of the object must carry a keyed
+            seal (written by a replica with a keyed ``checksum``).
     """
 
     object_id: str
     copies: Mapping[str, Mapping[str, Any]]
     text: str
+    keyed: bool = False
 
     def child_md(self, name: str) -> str:
         """Return the child module_data recorded for location ``name``.
@@ -83,7 +91,7 @@ def new_object_id() -> str:
     return uuid.uuid4().hex
 
 
-def encode(object_id: str, copies: Mapping[str, Mapping[str, Any]]) -> str:
+def encode(object_id: str, copies: Mapping[str, Mapping[str, Any]], keyed: bool = False) -> str:
     """Return the module_data string for ``object_id`` and its copy entries.
 
     Returns:
@@ -93,9 +101,11 @@ def encode(object_id: str, copies: Mapping[str, Mapping[str, Any]]) -> str:
         InvalidModuleData: the result would not pass :func:`decode` (bad id,
             no copies, a non-string child module_data, too long).
     """
-    text = json.dumps({"v": VERSION, "id": object_id,
-                       "copies": {name: dict(entry) for name, entry in copies.items()}},
-                      sort_keys=True, separators=(",", ":"))
+    value = {"v": VERSION, "id": object_id,
+             "copies": {name: dict(entry) for name, entry in copies.items()}}
+    if keyed:
+        value["seal"] = KEYED_SEAL
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     decode(text)
     return text
 
@@ -121,8 +131,10 @@ def decode(module_data: Any) -> ReplicaData:
         raise _invalid(module_data, "is not JSON") from None
     if not isinstance(value, dict):
         raise _invalid(module_data, "is not a JSON object")
-    if set(value) != _TOP_KEYS:
-        raise _invalid(module_data, "must have exactly the keys v, id and copies")
+    if not _TOP_KEYS <= set(value) <= _TOP_KEYS | _OPTIONAL_KEYS:
+        raise _invalid(module_data, "must have exactly the keys v, id and copies (and seal)")
+    if value.get("seal", KEYED_SEAL) != KEYED_SEAL:
+        raise _invalid(module_data, "has an unknown seal %r" % (value["seal"],))
     version = value["v"]
     if isinstance(version, bool) or version != VERSION:
         raise _invalid(module_data, "has version %r; this replica reads version %d"
@@ -148,7 +160,8 @@ def decode(module_data: Any) -> ReplicaData:
                                      or len(manifest) > MAX_CHILD_LENGTH):
             raise _invalid(module_data, "copy %r has an unusable manifest reference \"mf\"" % name)
         checked[name] = MappingProxyType(entry)
-    return ReplicaData(object_id=object_id, copies=MappingProxyType(checked), text=module_data)
+    return ReplicaData(object_id=object_id, copies=MappingProxyType(checked), text=module_data,
+                       keyed="seal" in value)
 
 
 def _invalid(module_data: Any, problem: str) -> InvalidModuleData:

@@ -28,12 +28,14 @@ from modules.errors import (
     format_failures,
 )
 from replica import module_data as formats
+from replica.checksum import Keyring
 from replica.copies import Copies, delete_copy, writer
 from replica.dispatcher import Dispatcher
 from replica.ledger import Ledger
 from replica.location_set import LocationSet
 from replica.locations import WRITE, Placed, limited_error
 from replica.manifest import Manifest
+from replica.placement import PLACED
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
 from replica.verified import find_reference
@@ -57,13 +59,14 @@ class Repairer:
 
     def __init__(self, locations: LocationSet, dispatcher: Dispatcher, copies: Copies,
                  ledger: Ledger, integrity: bool = True,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, keyring: Optional[Keyring] = None):
         self._locations = locations
         self._dispatcher = dispatcher
         self._copies = copies
         self._ledger = ledger
         self._integrity = integrity
         self._sleep = sleep
+        self._keyring = keyring
 
     def repair_object(self, context: Optional[dict], data: formats.ReplicaData,
                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
@@ -85,6 +88,10 @@ class Repairer:
         if self._ledger.is_buried(data.object_id):
             raise ObjectNotFound("object %s was deleted; nothing to repair" % data.object_id,
                                  module_data=data.text)
+        draining = self._locations.draining
+        if draining:  # copies on draining locations are read from but never rewritten
+            only = [name for name in (data.copies if only is None else only)
+                    if name not in draining]
         if self._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)
@@ -103,7 +110,7 @@ class Repairer:
                 _, reference, _ = find_reference(
                     context, data.text, self._copies.verified_candidates(data, present),
                     self._dispatcher.attempt, {},
-                    functools.partial(self._ledger.is_buried, data.object_id))
+                    functools.partial(self._ledger.is_buried, data.object_id), self._keyring)
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
         pacer = Pacer(rate, self._sleep)
@@ -114,7 +121,8 @@ class Repairer:
                                                    % limited_error(location))
                 continue
             states[location.name] = verify_copy(context, location, child,
-                                                data.manifest_md(location.name), reference, pacer)
+                                                data.manifest_md(location.name), reference, pacer,
+                                                self._keyring, data)
         if self._ledger.is_buried(data.object_id):
             # Deleted while being scrubbed: what looks damaged has vanished (issue 9).
             for name, state in states.items():
@@ -257,8 +265,12 @@ class Repairer:
         self._ledger.count(copies_repaired=len(repaired),
                            damaged_copies_repaired=len(damaged_fixed))
         if repaired:
-            log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
-                        ", ".join(repaired))
+            # filling a copy placed on an added location is routine, not a warning
+            routine = all(data.copies[name].get(PLACED) and states[name].state == MISSING
+                          for name in repaired)
+            log.log(logging.INFO if routine else logging.WARNING,
+                    "object %s: rewrote copies at %s from verified copies", data.object_id,
+                    ", ".join(repaired))
         return report
 
     def _rewrite(self, context: Optional[dict], data: formats.ReplicaData,

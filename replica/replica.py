@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional
 
 from modules import StorageModule
 from modules.errors import (
@@ -40,16 +40,19 @@ from modules.errors import (
     format_failures,
 )
 from replica import module_data as formats
+from replica.checksum import keyring_from_options
 from replica.copies import Copies, delete_copy, writer
 from replica.dispatcher import Dispatcher
 from replica.drain import Drainer
 from replica.failover import exhausted_error
+from replica.fill import open_fill_counts
 from replica.fanout import FanOut
 from replica.journal import DELETE, open_journal
 from replica.ledger import Ledger
 from replica.location_set import LocationSet, unconfigured_error
 from replica.locations import READ, WRITE, Placed, limited_error
 from replica.manifest import BlockHasher, HashingReader
+from replica.rebalance import Rebalance
 from replica.repairer import Repairer
 from replica.scrub import check_copy
 from replica.settings import parse_settings
@@ -97,6 +100,10 @@ class ReplicaStorage(StorageModule):
                  sleep: Optional[Callable[[float], None]] = None, **options: Any):
         super().__init__()
         settings = self.settings = parse_settings(locations, options)
+        keyring = self._keyring = keyring_from_options(
+            settings.checksum, settings.checksum_key_env, settings.checksum_key_file,
+            settings.checksum_old_key_env, settings.checksum_old_key_file,
+            settings.checksum_require_key == "on")
         clock = clock or time.monotonic
         sleep = sleep or time.sleep
         self._lock = threading.Lock()  # guards _closed only
@@ -112,6 +119,14 @@ class ReplicaStorage(StorageModule):
         except BaseException:
             self._locations.close()
             raise
+        try:
+            fill_counts = open_fill_counts(settings.state_dir)
+        except LocationUnavailable as error:
+            journal.close()
+            self._locations.close()
+            raise ConfigurationError("state_dir cannot hold the replica's fill counts: %s"
+                                     % error) from error
+        self._rebalance = Rebalance(self._locations, fill_counts, settings.write_quorum)
         self._integrity = settings.integrity == "on"
         if not self._integrity:
             self.capabilities = MappingProxyType(dict(type(self).capabilities,
@@ -123,9 +138,9 @@ class ReplicaStorage(StorageModule):
         self._ledger = Ledger(journal)
         counts = self._ledger.counts()
         self._ledger.hint = counts is None or any(counts.values())
-        self._copies = Copies(self._locations, self._dispatcher, self._ledger)
+        self._copies = Copies(self._locations, self._dispatcher, self._ledger, keyring)
         self._repairer = Repairer(self._locations, self._dispatcher, self._copies, self._ledger,
-                                  integrity=self._integrity, sleep=sleep)
+                                  integrity=self._integrity, sleep=sleep, keyring=keyring)
         self._drainer = Drainer(self._locations, self._ledger, self._repairer, pool,
                                 settings.journal_interval, is_closed=self._is_closed,
                                 clock=clock)
@@ -154,6 +169,8 @@ class ReplicaStorage(StorageModule):
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
+            if location.name in self._locations.draining:
+                continue
             try:
                 child = self._dispatcher.attempt(location, functools.partial(
                     location.call, context, "new_data"), WRITE)
@@ -185,13 +202,14 @@ class ReplicaStorage(StorageModule):
         if len(copies) < self.settings.write_quorum:
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
-                % (len(copies), len(self._locations), self.settings.write_quorum,
-                   format_failures(failures)))
+                % (len(copies), len(self._locations) - len(self._locations.draining),
+                   self.settings.write_quorum, format_failures(failures)))
         if failures:
             log.warning("new object will have no copy at %s: %s",
                         ", ".join(failures), format_failures(failures))
         try:
-            text = formats.encode(formats.new_object_id(), copies)
+            text = formats.encode(formats.new_object_id(), copies,
+                                  keyed=self._integrity and self._keyring.write.keyed)
         except InvalidModuleData as error:
             raise LocationUnavailable("the locations' module_data do not fit in a replica "
                                       "module_data: %s" % error) from error
@@ -219,9 +237,10 @@ class ReplicaStorage(StorageModule):
                 the copies this call wrote were removed and each location's
                 failure is listed (also as the error's ``failures`` dict).
         """
-        data = formats.decode(module_data)
+        data = self._locations.layout(context, module_data).data
         self._check_open()
         present, unconfigured = self._locations.split(data)
+        present = [placed for placed in present if placed[0].name not in self._locations.draining]
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
             for name in unconfigured}
@@ -231,7 +250,8 @@ class ReplicaStorage(StorageModule):
                 failures[location.name] = limited_error(location, WRITE)
             else:
                 checks[location.name] = functools.partial(
-                    check_copy, context, location, child, data.manifest_md(location.name))
+                    check_copy, context, location, child, data.manifest_md(location.name),
+                    keyring=self._keyring, owner=data)
         answers = self._dispatcher.parallel(checks)
         skipped: List[str] = []
         targets: Dict[str, Placed] = {}
@@ -252,7 +272,8 @@ class ReplicaStorage(StorageModule):
             self._ledger.count(writes_failed=1)
             raise _quorum_error(data, len(skipped), quorum, failures,
                                 "nothing was written")
-        hasher = BlockHasher() if data.verified and targets else None
+        hasher = BlockHasher(self._keyring.write, object_id=data.object_id) \
+            if data.verified and targets else None
         try:
             result = self._dispatcher.fanout.run(
                 stream if hasher is None else HashingReader(stream, hasher),
@@ -293,21 +314,27 @@ class ReplicaStorage(StorageModule):
         :meth:`assign` fills the gaps.
 
         Returns:
-            bool: True only when every configured location named in
-            ``module_data`` answers True.
+            bool: True only when every configured location that should hold
+            the object answers True: those named in ``module_data`` and the
+            added ones that support placement (draining locations are not
+            required; see :mod:`replica.placement`).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
             LocationUnavailable: no location could answer at all.
         """
-        data = formats.decode(module_data)
+        data = self._locations.layout(context, module_data).data
         self._check_open()
         present, unconfigured = self._locations.split(data)
         if not present:
             raise unconfigured_error(data, unconfigured)
+        required = [placed for placed in present
+                    if placed[0].name not in self._locations.draining]
+        present = required or present  # only draining copies left: they must answer
         deep = self.settings.verify_available == "deep"
         checks = {location.name: functools.partial(check_copy, context, location, child,
-                                                   data.manifest_md(location.name), deep)
+                                                   data.manifest_md(location.name), deep,
+                                                   self._keyring, data)
                   for location, child in present if not location.is_limited(READ)}
         answers = self._dispatcher.parallel(checks)
         answered = {name: value for name, (ok, value) in answers.items() if ok}
@@ -344,7 +371,7 @@ class ReplicaStorage(StorageModule):
                 when no copy has a good version of a block.
             LocationUnavailable: every location that might hold it failed.
         """
-        data = formats.decode(module_data)
+        data = self._locations.layout(context, module_data).data
         self._check_open()
         candidates = self._locations.candidates(data)
         if self._integrity and data.verified:
@@ -372,7 +399,7 @@ class ReplicaStorage(StorageModule):
                 could not be recorded either (journal full or unwritable);
                 calling again is safe.
         """
-        data = formats.decode(module_data)
+        data = self._locations.layout(context, module_data).data
         self._check_open()
         self._ledger.bury(data.object_id)
         present, unconfigured = self._locations.split(data)
@@ -423,7 +450,7 @@ class ReplicaStorage(StorageModule):
             DataCorrupted: copies exist but none has an intact manifest.
             LocationUnavailable: every location that might hold it failed.
         """
-        data = formats.decode(module_data)
+        data = self._locations.layout(context, module_data).data
         self._check_open()
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
@@ -431,7 +458,7 @@ class ReplicaStorage(StorageModule):
                 context, module_data,
                 self._copies.verified_candidates(data, self._locations.candidates(data)),
                 self._dispatcher.attempt, failures,
-                functools.partial(self._ledger.is_buried, data.object_id))
+                functools.partial(self._ledger.is_buried, data.object_id), self._keyring)
             return manifest.size
         for location, child in self._locations.candidates(data):
             try:
@@ -456,8 +483,12 @@ class ReplicaStorage(StorageModule):
             ``replicas``, ``write_quorum``, ``healthy``, ``degraded``,
             ``under_replicated``, ``pending_deletes``, ``journal``,
             ``locations`` (name, kind, health ok/down/error-limited,
-            capacity, last error, error counts, the child's statistics),
-            ``workers``, ``operations`` and ``options``.
+            capacity, last error, error counts, the child's statistics, and
+            ``draining``, ``placement`` and ``fill`` from the repair pass,
+            see :meth:`replica.rebalance.Rebalance.statistics`),
+            ``repair_pass``, ``draining`` (None, or whether each draining
+            location can be removed), ``workers``, ``operations`` and
+            ``options``.
         """
         try:
             return self._statistics(context)
@@ -470,9 +501,13 @@ class ReplicaStorage(StorageModule):
                rate: Optional[float] = None) -> Dict[str, Any]:
         """Refill and fix one object's copies, or replay the whole journal.
 
-        With ``module_data``: every location (error-limited ones too) is
-        checked. Objects with manifests are scrubbed (every copy read and
-        verified, at most ``rate`` bytes per second when given); damaged
+        With ``module_data``: every configured location (error-limited ones
+        too) is checked, including locations the module_data does not name:
+        those that support placement get their copy at ``new_data_for``
+        (see :mod:`replica.placement`); draining locations are never
+        refilled. The stored module_data does not change. Objects with
+        manifests are scrubbed (every copy read and verified, at most
+        ``rate`` bytes per second when given); damaged
         copies are deleted (manifest, then data) and, like missing ones,
         rewritten from verified blocks with their manifest. Older objects:
         every location is asked whether it holds its copy, and those that do
@@ -481,11 +516,17 @@ class ReplicaStorage(StorageModule):
         retried; an error-limited location is probed with its first entry
         and skipped for the rest of this repair if that fails; then every
         location's own ``repair(context)`` is called (when its module has
-        one), which removes the temporaries of writes cut off by a crash.
+        one), which removes the temporaries of writes cut off by a crash;
+        this also starts a new repair pass for the fill counts (``vsm
+        repair`` runs it first).
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
-            ``failed``, ``unreachable``, ``not_configured``, and for objects
+            ``failed``, ``unreachable``, ``not_configured``, ``placed``
+            (locations the module_data does not name that now hold a copy),
+            ``not_placeable`` (location -> why it cannot receive the object),
+            ``below_quorum_without_draining`` (0/1, while a location is
+            draining; see :mod:`replica.rebalance`), and for objects
             with manifests the scrub's ``ok``, ``damaged``, ``missing``,
             ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,
@@ -504,18 +545,22 @@ class ReplicaStorage(StorageModule):
             raise ValueError("rate must be a positive number of bytes per second, got %r" % rate)
         self._check_open()
         if module_data is None:
+            self._rebalance.start_pass()
             summary = self._drainer.replay_all(context, self.settings.queue_timeout)
             summary["locations"] = self._repairer.sweep_locations(
                 context, skip=summary["skipped_locations"])
             self._ledger.count(repairs=1)
             return summary
-        data = formats.decode(module_data)
+        layout = self._locations.layout(context, module_data)
+        data = layout.data
         present, unconfigured = self._locations.split(data)
         if not present:
             raise unconfigured_error(data, unconfigured)
         report = self._repairer.repair_object(context, data, None, self.settings.queue_timeout,
                                               True, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
+        _retiring_is_not_missing(report, self._locations.draining)
+        self._rebalance.count(layout, report)
         self._ledger.count(repairs=1)
         return report
 
@@ -539,13 +584,16 @@ class ReplicaStorage(StorageModule):
             InvalidModuleData: ``module_data`` is not a replica's.
             LocationUnavailable: the object is only at unconfigured locations.
         """
-        data = formats.decode(module_data)
+        layout = self._locations.layout(context, module_data)
+        data = layout.data
         self._check_open()
         present, unconfigured = self._locations.split(data)
         if not present:
             raise unconfigured_error(data, unconfigured)
         report, _, _ = self._repairer.scrub(context, data, present, rate)
+        report["not_placeable"] = dict(layout.unplaced)
         report.update(object=data.object_id, not_configured=unconfigured)
+        _retiring_is_not_missing(report, self._locations.draining)
         self._ledger.count(scrubs=1)
         return report
 
@@ -568,6 +616,7 @@ class ReplicaStorage(StorageModule):
         finally:
             if drained:
                 self._drainer.lock.release()
+        self._rebalance.close()
         self._locations.close()
 
     # -- helpers -------------------------------------------------------------
@@ -575,9 +624,10 @@ class ReplicaStorage(StorageModule):
     def _statistics(self, context: Optional[dict]) -> Dict[str, Any]:
         reports = location_reports(context, list(self._locations), self._dispatcher.parallel)
         journal = journal_report(self._ledger.journal)
-        return summarize(reports, self.settings.write_quorum, journal, {
-            "workers": self._dispatcher.pool.stats(), "operations": self._ledger.counters(),
-            "options": self.settings.describe()})
+        extra = self._rebalance.statistics(context, reports)
+        extra.update(workers=self._dispatcher.pool.stats(), operations=self._ledger.counters(),
+                     options=self.settings.describe())
+        return summarize(reports, self.settings.write_quorum, journal, extra)
 
     def _is_closed(self) -> bool:
         with self._lock:
@@ -587,6 +637,13 @@ class ReplicaStorage(StorageModule):
         if self._is_closed():
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
+
+
+def _retiring_is_not_missing(report: Dict[str, Any], draining: FrozenSet[str]) -> None:
+    """Leave draining locations out of a report's ``missing``: they are not refilled, so a
+    copy they lack is no problem (the fill counts say ``draining`` for them)."""
+    if draining and isinstance(report.get("missing"), list):
+        report["missing"] = [name for name in report["missing"] if name not in draining]
 
 
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,

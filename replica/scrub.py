@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
 from modules.errors import DataCorrupted, ObjectNotFound, StorageError, describe_error
+from replica import module_data as formats
+from replica.checksum import Keyring
 from replica.locations import Location
 from replica.manifest import Manifest
 from replica.verified import load_manifest, read_exactly
@@ -81,7 +83,8 @@ class Pacer:
 
 
 def check_copy(context: Optional[dict], location: Location, md: str, mf: Optional[str],
-               deep: bool = False) -> bool:
+               deep: bool = False, keyring: Optional[Keyring] = None,
+               owner: Optional[formats.ReplicaData] = None) -> bool:
     """Return True when the copy at ``location`` is complete (see the module docstring).
 
     Raises:
@@ -92,7 +95,7 @@ def check_copy(context: Optional[dict], location: Location, md: str, mf: Optiona
     if location.call(context, "available", mf) is not True:
         return False  # no manifest: not complete (and no read needed to say so)
     try:
-        manifest = load_manifest(context, location, mf)
+        manifest = load_manifest(context, location, mf, keyring=keyring, owner=owner)
         size = location.call(context, "get_size", md)
     except (ObjectNotFound, DataCorrupted) as error:
         log.debug("copy at %s does not count: %s", location.name, error)
@@ -102,12 +105,15 @@ def check_copy(context: Optional[dict], location: Location, md: str, mf: Optiona
                     location.name, size, manifest.size)
         return False
     if deep:
-        return verify_copy(context, location, md, mf, manifest, None).state == OK
+        return verify_copy(context, location, md, mf, manifest, None, keyring,
+                           owner).state == OK
     return True
 
 
 def verify_copy(context: Optional[dict], location: Location, md: str, mf: Optional[str],
-                reference: Optional[Manifest], pacer: Optional[Pacer]) -> CopyReport:
+                reference: Optional[Manifest], pacer: Optional[Pacer],
+                keyring: Optional[Keyring] = None,
+                owner: Optional[formats.ReplicaData] = None) -> CopyReport:
     """Read the whole copy at ``location`` and compare it with ``reference``.
 
     ``reference`` is the object's manifest (None when no intact manifest
@@ -119,7 +125,7 @@ def verify_copy(context: Optional[dict], location: Location, md: str, mf: Option
     if mf is None:
         return _legacy(context, location, md)
     try:
-        own = load_manifest(context, location, mf)
+        own = load_manifest(context, location, mf, keyring=keyring, owner=owner)
     except ObjectNotFound:
         own = None
     except StorageError as error:

@@ -8,6 +8,7 @@ checked here, at construction: a bad configuration raises
 echoes a secret (URLs are shown without user information or query; inline
 specs are shown by module and name only).
 """
+import dataclasses
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from modules.errors import ConfigurationError
+from replica.checksum import ALGORITHMS, ALIASES
 
 __all__ = ["LocationSpec", "Settings", "parse_settings", "OPTION_NAMES", "MAX_LOCATIONS"]
 
@@ -31,7 +33,7 @@ MAX_NAME_LENGTH = 128
 
 _OPTION = re.compile(r"\A([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 _MODULE_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-_INLINE_KEYS = {"module", "args", "name"}
+_INLINE_KEYS = {"module", "args", "name", "url", "draining"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class LocationSpec:
         args: the constructor arguments for :func:`modules.loader.load_module`.
         target: what identifies the storage, to catch the same storage
             configured twice (credential-free; None when unknown).
+        draining: the administrator is retiring this location: it receives
+            no new copies, and repair moves the objects it would leave below
+            ``write_quorum`` elsewhere (``"draining": true`` in a JSON spec).
     """
 
     name: str
@@ -53,6 +58,7 @@ class LocationSpec:
     module: Optional[str] = None
     args: Any = None
     target: Optional[str] = None
+    draining: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,12 @@ class Settings:
     journal_interval: float
     integrity: str = "on"
     verify_available: str = "size"
+    checksum: str = "xxh3-128"
+    checksum_key_env: Optional[str] = None
+    checksum_key_file: Optional[str] = None
+    checksum_old_key_env: Optional[str] = None
+    checksum_old_key_file: Optional[str] = None
+    checksum_require_key: str = "off"
 
     def describe(self) -> Dict[str, Any]:
         """Return the options as a JSON-serialisable dict (no secrets: none are options)."""
@@ -92,6 +104,13 @@ class Settings:
             "journal_interval": self.journal_interval,
             "integrity": self.integrity,
             "verify_available": self.verify_available,
+            "checksum": self.checksum,
+            "checksum_key_env": self.checksum_key_env,
+            "checksum_key_file": self.checksum_key_file,
+            "checksum_old_key_env": self.checksum_old_key_env,
+            "checksum_old_key_file": self.checksum_old_key_file,
+            "checksum_require_key": self.checksum_require_key,
+            "draining": [spec.name for spec in self.locations if spec.draining],
         }
 
 
@@ -111,12 +130,20 @@ _OPTIONS: Dict[str, Tuple[type, Any, float, float]] = {
     "journal_interval": (float, 30.0, 0.0, 86400.0),
     "integrity": (tuple, "on", 0, 0),
     "verify_available": (tuple, "size", 0, 0),
+    "checksum": (tuple, "xxh3-128", 0, 0),
+    "checksum_key_env": (str, None, 0, 0),
+    "checksum_key_file": (str, None, 0, 0),
+    "checksum_old_key_env": (str, None, 0, 0),
+    "checksum_old_key_file": (str, None, 0, 0),
+    "checksum_require_key": (tuple, "off", 0, 0),
 }
 
 # option name -> the words it accepts (the first is the default)
 _CHOICES: Dict[str, Tuple[str, ...]] = {
     "integrity": ("on", "off"),
     "verify_available": ("size", "deep"),
+    "checksum": tuple(ALGORITHMS) + tuple(ALIASES),
+    "checksum_require_key": ("off", "on"),
 }
 
 #: The option names :func:`parse_settings` accepts.
@@ -164,12 +191,19 @@ def parse_settings(locations: Sequence[Any], options: Mapping[str, Any]) -> Sett
         raise ConfigurationError(
             "write_quorum must be between 1 and the number of locations (%d), got %d"
             % (count, values["write_quorum"]))
+    writable = sum(1 for spec in specs if not spec.draining)
+    if writable < values["write_quorum"]:
+        raise ConfigurationError(
+            "only %d location(s) are not draining, fewer than write_quorum (%d): new objects could "
+            "not be stored; add a location before draining this one, or lower write_quorum"
+            % (writable, values["write_quorum"]))
     if values["workers"] < count:
         raise ConfigurationError(
             "workers must be at least the number of locations (%d) so that one write can reach "
             "every location at once, got %d" % (count, values["workers"]))
     if values["state_dir"] is not None:
         values["state_dir"] = _state_dir(values["state_dir"])
+    values["checksum"] = ALIASES.get(values["checksum"], values["checksum"])
     return Settings(locations=tuple(specs), **values)
 
 
@@ -195,7 +229,8 @@ def _convert(name: str, value: Any) -> Any:
         return word
     if kind is str:
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
-            raise ConfigurationError("option %s must be a non-empty path, got %r" % (name, value))
+            raise ConfigurationError("option %s must be a non-empty %s, got %r" % (
+            name, "name" if name.endswith("_env") else "path", value))
         return os.fspath(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigurationError("option %s must be a number, got %r" % (name, value))
@@ -255,10 +290,47 @@ def _parse_location(item: Any) -> LocationSpec:
 
 
 def _inline(spec: Dict[str, Any]) -> LocationSpec:
+    """Parse a JSON spec: ``module``/``args``/``name``, or ``url``, or only ``name`` (a
+    configured module); each may add ``"draining": true``."""
     unknown = set(spec) - _INLINE_KEYS
     if unknown:
-        raise ConfigurationError("unknown keys %s in a location spec; use module, args and name"
-                                 % ", ".join(sorted(map(str, unknown))))
+        raise ConfigurationError("unknown keys %s in a location spec; use module, args, name, "
+                                 "url and draining" % ", ".join(sorted(map(str, unknown))))
+    draining = spec.pop("draining", False)
+    if not isinstance(draining, bool):
+        raise ConfigurationError("\"draining\" in a location spec must be true or false, got %r"
+                                 % (draining,))
+    if "url" in spec or "module" not in spec:
+        return dataclasses.replace(_reference(spec), draining=draining)
+    return dataclasses.replace(_module_spec(spec), draining=draining)
+
+
+def _reference(spec: Dict[str, Any]) -> LocationSpec:
+    """A JSON spec that names a URL (``url``, ``name``) or a configured module (``name``)."""
+    if "url" in spec:
+        if set(spec) - {"url", "name"}:
+            raise ConfigurationError("a location spec with \"url\" takes only name and draining "
+                                     "besides it")
+        url = spec["url"]
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigurationError("\"url\" in a location spec must be a file:// or http(s):// "
+                                     "URL")
+        parsed = _url(url)
+        if spec.get("name") is None:
+            return parsed
+        _check_name(spec["name"], "location %s" % _credential_free(url))
+        return dataclasses.replace(parsed, name=spec["name"])
+    if "args" in spec:
+        raise ConfigurationError("a location spec with \"args\" needs \"module\"")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _MODULE_NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise ConfigurationError(
+            "a location spec needs \"module\" (a dotted path like 'simple.simple.SimpleStorage'), "
+            "\"url\", or only \"name\": the name of a configured module")
+    return LocationSpec(name=name, kind="named")
+
+
+def _module_spec(spec: Dict[str, Any]) -> LocationSpec:
     module = spec.get("module")
     if not isinstance(module, str) or "." not in module.strip("."):
         raise ConfigurationError(

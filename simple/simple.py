@@ -31,7 +31,7 @@ from modules.errors import (
     StorageError,
 )
 from modules.fs_errors import convert_os_errors
-from modules.keys import SHARDED_KEY, new_sharded_key
+from modules.keys import SHARDED_KEY, new_sharded_key, sharded_key_for
 from modules.streams import FileReadStream, read_source_chunk
 
 __all__ = ["SimpleStorage"]
@@ -68,7 +68,10 @@ class SimpleStorage(StorageModule):
             or ``temp_grace`` is not a positive number.
     """
 
-    capabilities = MappingProxyType(dict(StorageModule.capabilities, repair=True))
+    #: Sweeps its leftovers (:meth:`repair`); offers deterministic placement
+    #: (:meth:`new_data_for`).
+    capabilities = MappingProxyType(dict(StorageModule.capabilities, repair=True,
+                                         placement=True))
 
     def __init__(self, storage_dir=None, *, temp_grace=DEFAULT_TEMP_GRACE, **kwargs):
         super().__init__()
@@ -101,6 +104,21 @@ class SimpleStorage(StorageModule):
             str: the module_data for a new object.
         """
         return new_sharded_key()
+
+    def new_data_for(self, context: Optional[dict], object_id: str) -> str:
+        """Return the sharded path of object ``object_id``: ``'ab/cd/abcd...'`` (no disk access).
+
+        The same id gives the same path in every process and on every node
+        (capability ``placement``), so a replica can place a copy of an
+        existing object here and find it again.
+
+        Returns:
+            str: the module_data, e.g. ``'3f/a0/3fa0...'`` for ``'3fa0...'``.
+
+        Raises:
+            InvalidModuleData: ``object_id`` is not 32 lowercase hex characters.
+        """
+        return sharded_key_for(object_id)
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Stream ``stream`` into the object's file: temp file, fsync, rename.

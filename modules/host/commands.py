@@ -433,6 +433,11 @@ def _repair(options: argparse.Namespace) -> int:
             for report in reports:
                 print(_repair_line(report))
                 _print_problems(report)
+                for location, facts in sorted((report.get("draining") or {}).items()):
+                    print("  draining %s: %s" % (location, "can be removed now" if
+                                                 facts["removable"] else
+                                                 "%s object(s) still need its copy; not yet"
+                                                 % facts.get("needed")))
         return EXIT_FAILED if failed else EXIT_OK
     return _run_client(options, run)
 
@@ -453,7 +458,21 @@ def _repair_module(client: HostClient, name: str, options) -> Dict[str, Any]:
     if options.journal_only or not step.get("supported"):
         return report
     _object_pass(client, name, options, report, scrub=False, total=step.get("objects", 0))
+    if not report.get("error"):
+        _note_draining(client, name, report, step.get("objects", 0))
     return report
+
+
+def _note_draining(client: HostClient, name: str, report: Dict[str, Any], total: int) -> None:
+    """Say, after a full pass, whether each draining location of a replica can be removed."""
+    statistics = client.module(name).get("statistics")
+    draining = statistics.get("draining") if isinstance(statistics, dict) else None
+    if not isinstance(draining, dict) or not isinstance(draining.get("locations"), dict):
+        return
+    complete = isinstance(draining.get("objects"), int) and draining["objects"] >= total
+    report["draining"] = {
+        location: dict(facts, removable=bool(facts.get("removable")) and complete)
+        for location, facts in draining["locations"].items() if isinstance(facts, dict)}
 
 
 def _object_pass(client: HostClient, name: str, options, report: Dict[str, Any], scrub: bool,

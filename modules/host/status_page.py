@@ -140,6 +140,23 @@ def _plural(count: int, singular: str, plural: Optional[str] = None) -> str:
     return "%d %s" % (count, singular if count == 1 else (plural or singular + "s"))
 
 
+def _fill_text(location: Dict[str, Any], objects: int) -> str:
+    """A replica location's fill: objects it holds (last repair) of those in the index."""
+    fill = location.get("fill")
+    notes = [location["placement_note"]] if location.get("placement_note") else []
+    if isinstance(fill, dict) and isinstance(fill.get("holds"), int):
+        notes.insert(0, "holds %d of %d objects (%.0f%%, last vsm repair)" % (
+            fill["holds"], objects, 100.0 * fill["holds"] / objects if objects else 100.0))
+        if location.get("draining"):
+            needed = fill.get("needed")
+            notes.append("draining: can be removed" if needed == 0 and fill.get("objects", 0)
+                         >= objects else "draining: %s still need it (run vsm repair)"
+                         % _plural(needed or 0, "object"))
+    elif location.get("draining"):
+        notes.append("draining: run vsm repair to see when it can be removed")
+    return "".join('<div class="fill-count">%s</div>' % _e(note) for note in notes)
+
+
 def _module_card(view: ModuleView) -> str:
     config = view.config
     state, reason = module_state(view)
@@ -189,7 +206,8 @@ def _module_card(view: ModuleView) -> str:
                              (' <span class="directions">%s</span>' % directions)
                              if directions else "",
                              ('<div class="why">%s</div>' % _e(why)) if why else "",
-                             _bar(location, "capacity of " + name)))
+                             _bar(location, "capacity of " + name)
+                             + _fill_text(location, view.objects)))
         parts.append("</tbody></table>")
     details = {"args": redact(config.args), "revision": config.revision}
     if view.statistics is not None:

@@ -15,7 +15,7 @@ for module authors who want to see their module survive real failures::
 
 Fault points are the module methods (``new_data``, ``assign``,
 ``available``, ``get_read_stream``, ``delete``, ``get_size``,
-``statistics``, ``repair``) plus ``"write"`` (reading the source inside
+``statistics``, ``repair``, ``new_data_for``) plus ``"write"`` (reading the source inside
 ``assign``, so the wrapped module sees its source fail and must discard the
 partial copy), ``"stored"`` (after the wrapped ``assign`` stored the data,
 before it returns: a slow or failed commit) and ``"read"`` (reading a
@@ -39,7 +39,7 @@ from modules.streams import ReadStream
 __all__ = ["FaultyStorage", "FAULT_POINTS"]
 
 _METHODS = ("new_data", "assign", "available", "get_read_stream", "delete", "get_size",
-            "statistics", "repair")
+            "statistics", "repair", "new_data_for")
 #: Every name :meth:`FaultyStorage.fail` and :meth:`FaultyStorage.hang` accept.
 FAULT_POINTS = _METHODS + ("read", "write", "stored")
 
@@ -111,11 +111,12 @@ class FaultyStorage(StorageModule):
     def down(self, error: ErrorSpec = None) -> None:
         """Make every method that reaches the storage fail (the location is unreachable).
 
-        ``new_data`` is left working: allocating module_data is local for
-        most modules (``simple``, HTTP); use ``fail("new_data")`` to break it too.
+        ``new_data`` and ``new_data_for`` are left working: allocating
+        module_data is local for most modules (``simple``, HTTP); use
+        ``fail("new_data")`` to break it too.
         """
         for point in _METHODS:
-            if point != "new_data":
+            if point not in ("new_data", "new_data_for"):
                 self.fail(point, error)
 
     def up(self) -> None:
@@ -155,6 +156,11 @@ class FaultyStorage(StorageModule):
         """Delegate after injecting faults; see :meth:`modules.StorageModule.new_data`."""
         self._enter("new_data")
         return self.inner.new_data(context)
+
+    def new_data_for(self, context: Optional[dict], object_id: str) -> str:
+        """Delegate after injecting faults (the inner module's placement capability is kept)."""
+        self._enter("new_data_for")
+        return self.inner.new_data_for(context, object_id)
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Delegate with a source that can fail or hang ("write" faults)."""

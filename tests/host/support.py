@@ -150,7 +150,7 @@ def _is_manifest(path: str) -> bool:
         return False
 
 
-_MANIFEST_START = b'{"algorithm":"sha256","block_size":'
+_MANIFEST_START = b'{"algorithm":"'  # manifests are sorted JSON: the algorithm first
 
 
 class HostProcess:

@@ -247,13 +247,14 @@ class TestReads(ReplicaTestCase):
             self.assertEqual(stream.read(10), data[5:15])
 
     def test_every_copy_failing_mid_read_raises_location_unavailable(self):
-        data = payload(4 * MIB, seed=15)
+        from replica.verified import READ_AHEAD
+        data = payload((READ_AHEAD + 2) * MIB, seed=15)
         module_data = self.store(data)
         with self.replica.get_read_stream(self.context, module_data) as stream:
             self.assertEqual(stream.read(MIB), data[:MIB])
             for faulty in self.faulty.values():
                 faulty.fail("read")
-            stream.seek(3 * MIB)  # past the blocks already read ahead
+            stream.seek((READ_AHEAD + 1) * MIB)  # past the blocks already read ahead
             with self.assertRaises(LocationUnavailable) as caught:
                 stream.read(MIB)
         for name in self.names:

@@ -17,6 +17,7 @@ from modules.errors import DataCorrupted, ObjectNotFound, StorageError
 from modules.testing.faults import FaultyStorage
 from replica.replica import ReplicaStorage
 from simple.simple import SimpleStorage
+from replica.verified import READ_AHEAD
 from tests.replica.helpers import MIB, temp_dir, wait_until
 
 
@@ -47,7 +48,7 @@ class TestVanishedCopies(unittest.TestCase):
         self.replica = ReplicaStorage(*self.names, sleep=lambda seconds: None)
         self.addCleanup(self.replica.close)
         self.addCleanup(self.open_gates)
-        self.data = os.urandom(3 * MIB + 123)
+        self.data = os.urandom((READ_AHEAD + 2) * MIB + 123)
         self.module_data = self.replica.new_data(self.context)
         self.replica.assign(self.context, self.module_data, io.BytesIO(self.data))
         self.copies = json.loads(self.module_data)["copies"]
@@ -104,9 +105,9 @@ class TestVanishedCopies(unittest.TestCase):
 
     def test_a_copy_failing_mid_read_during_a_delete_ends_in_not_found(self):
         """Regression (issue 9): switching to copies whose manifests vanished is not damage."""
-        # Block 3 is fetched only after block 1 is consumed (read-ahead is 2 blocks), so the
-        # switch to another copy happens after the delete removed the manifests.
-        self.modules["loc-a"].fail("read", after_bytes=3 * MIB + 10)
+        # Block READ_AHEAD + 1 is fetched only after block 1 is consumed, so the switch to
+        # another copy happens after the delete removed the manifests.
+        self.modules["loc-a"].fail("read", after_bytes=(READ_AHEAD + 1) * MIB + 10)
         with self.replica.get_read_stream(self.context, self.module_data) as stream:
             self.assertEqual(stream.read(MIB), self.data[:MIB])
             thread = self.start_delete_holding_data()
@@ -135,7 +136,7 @@ class TestVanishedCopies(unittest.TestCase):
         Another process deleted the copies (no tombstone here): the reader
         switches from its broken copy to copies that no longer exist.
         """
-        self.modules["loc-a"].fail("read", after_bytes=3 * MIB + 10)
+        self.modules["loc-a"].fail("read", after_bytes=(READ_AHEAD + 1) * MIB + 10)
         with self.replica.get_read_stream(self.context, self.module_data) as stream:
             self.assertEqual(stream.read(MIB), self.data[:MIB])
             for name in ("loc-b", "loc-c"):
