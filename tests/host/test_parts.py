@@ -4,6 +4,9 @@ import concurrent.futures
 import io
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -13,6 +16,8 @@ from modules.host.http import BodyReader
 from modules.host.ranges import Unsatisfiable, parse_range
 from modules.redaction import redact, redact_text
 from modules.host.registry import ModuleRegistry, UnknownModule
+from modules.host.pins import ReadPins
+from modules.host.processes import ProcessIdentity
 from modules.host.store import INTENT_GRACE_SECONDS, ModuleConfig, ModuleInUse, ObjectRecord, Store
 from tests.host.fixture_modules import TrackedStorage
 
@@ -177,13 +182,27 @@ class TestStore(TemporaryDirectory):
         self.store.put_object(self.record("c", "theirs", borrowed=True))
         self.assertIsNone(self.store.delete_object("p", "c")[1])
 
-    def test_intents_are_collected_only_when_old(self):
-        intent = self.store.add_intent("p", "in-flight")
+    def test_intents_are_collected_when_their_writer_is_gone(self):
+        """Issue 11 item 3: intents of a dead process are collected at once, not after a day."""
+        pins = ReadPins(self.store)
+        self.addCleanup(pins.close)
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead = ProcessIdentity(socket.gethostname(), child.pid, "")
+        child.wait(10)
+        ours = self.store.add_intent("p", "in-flight", str(pins.identity()))
+        self.store.add_intent("p", "crashed", str(dead))
+        old = self.store.add_intent("p", "old-unknown")
+        self.store.add_intent("p", "new-unknown")
         self.assertEqual(self.store.pending_garbage("p"), [])
         self.store._query("UPDATE garbage SET since = since - ? WHERE id = ?",
-                          (INTENT_GRACE_SECONDS + 1, intent))
-        self.assertEqual([item.module_data for item in self.store.pending_garbage("p")],
-                         ["in-flight"])
+                          (INTENT_GRACE_SECONDS + 1, old))
+        collected = self.store.collect_intents(pins.writer_gone, "p")
+        self.assertEqual(sorted(item.module_data for item in collected), ["crashed", "old-unknown"])
+        self.assertEqual(sorted(item.module_data for item in self.store.pending_garbage("p")),
+                         ["crashed", "old-unknown"])
+        self.assertEqual(self.store.count_garbage("p"), 4, "running intents count as pending too")
+        self.store.drop_intent(ours, garbage=False)
+        self.assertEqual(self.store.garbage_counts("p"), {"crashed": 2, "intent": 1})
 
     def test_module_in_use_cannot_be_deleted(self):
         self.store.put_object(self.record("k", "md"))
