@@ -62,6 +62,8 @@ class ReadPins:
         sweep: called by the background thread after each publication
             (the host destroys due garbage there); exceptions are logged.
         interval: seconds between publications.
+        identify: returns the identity of the calling process (tests stand
+            for another process with it).
 
     The background thread starts with :meth:`start` (or the first read)
     and again in a forked child; :meth:`close` stops it and removes this
@@ -69,8 +71,10 @@ class ReadPins:
     """
 
     def __init__(self, store: Store, sweep: Optional[Callable[[], None]] = None,
-                 interval: float = PUBLISH_INTERVAL):
+                 interval: float = PUBLISH_INTERVAL,
+                 identify: Callable[[], ProcessIdentity] = current_process):
         self._store = store
+        self._identify = identify
         self._sweep = sweep
         self._interval = interval
         self._lock = threading.Lock()
@@ -201,7 +205,7 @@ class ReadPins:
                     and self._thread is not None:
                 return
             forked = self._identity is not None  # a child: the parent's reads are not ours
-            self._identity = current_process()
+            self._identity = self._identify()
             if forked:
                 self._reads.clear()
             # Until the first publication every read this process starts takes S >= now.

@@ -15,7 +15,7 @@ import os
 import socket
 from typing import NamedTuple, Optional
 
-__all__ = ["ProcessIdentity", "current_process", "is_running"]
+__all__ = ["ProcessIdentity", "current_process", "identity_of", "is_running"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -62,7 +62,11 @@ def _start_stamp(pid: int) -> Optional[str]:
 
 def current_process() -> ProcessIdentity:
     """Return the identity of the calling process (computed anew: it changes after fork)."""
-    pid = os.getpid()
+    return identity_of(os.getpid())
+
+
+def identity_of(pid: int) -> ProcessIdentity:
+    """Return the identity of process ``pid`` of this machine (start part '' when unknown)."""
     return ProcessIdentity(socket.gethostname(), pid, _start_stamp(pid) or "")
 
 
