@@ -179,17 +179,21 @@ class Request(_WerkzeugRequest):
                 marker (RFC 9110 section 15.5.12).
         """
         length = self.declared_length()
-        if length is None and not self.environ.get("wsgi.input_terminated"):
+        if length is None and not self._chunked():
             raise HttpError(411, "send Content-Length (or a chunked body)")
         return BodyReader(self.environ["wsgi.input"], length)
+
+    def _chunked(self) -> bool:
+        # Not wsgi.input_terminated alone: waitress sets it on every request, bodies or not.
+        # Servers that de-chunk either set CONTENT_LENGTH (waitress) or keep the header.
+        return "chunked" in (self.header("Transfer-Encoding") or "").lower()
 
     def has_body(self) -> bool:
         """Return True when the request announces a body (a length above 0, or chunked)."""
         length = self.declared_length()
         if length is not None:
             return length > 0
-        return bool(self.environ.get("wsgi.input_terminated")) or \
-            "chunked" in (self.header("Transfer-Encoding") or "").lower()
+        return self._chunked()
 
     def read_json(self) -> Any:
         """Read and parse a JSON request body.
