@@ -209,6 +209,8 @@ class Store:
             raise ValueError("pool_size must be at least 1")
         self.path = path
         self._busy_timeout = busy_timeout
+        self._pool_size = pool_size
+        self._pid = os.getpid()
         self._idle: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._all: List[sqlite3.Connection] = []
@@ -235,6 +237,8 @@ class Store:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise LocationUnavailable("the host database is closed", location=self.path)
+        if self._pid != os.getpid():
+            self._after_fork()
         self._slots.acquire()
         try:
             try:
@@ -249,6 +253,21 @@ class Store:
                 self._idle.put(db)
         finally:
             self._slots.release()
+
+    def _after_fork(self) -> None:
+        """Leave the parent's connections alone in a forked child and open new ones.
+
+        SQLite connections must not be carried across fork() (sqlite.org,
+        "How To Corrupt An SQLite Database File", section 2.6); closing them
+        here could release the parent's locks, so they are only dropped.
+        """
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._idle = queue.LifoQueue()
+            self._slots = threading.BoundedSemaphore(self._pool_size)
+            self._all = []
+            self._pid = os.getpid()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -20,7 +20,7 @@ from collections import Counter
 from modules.host.pins import ReadPins
 from modules.host.processes import current_process, identity_of
 from modules.host.store import ObjectRecord, Store
-from tests.host.support import AUTH, HostTestCase, replica_available, stored_files
+from tests.host.support import AUTH, HostProcess, HostTestCase, replica_available, stored_files
 
 _AUTHORIZATION = "Basic " + b64encode(("%s:%s" % AUTH).encode()).decode()
 
@@ -193,3 +193,65 @@ class TestReadPinsAcrossProcesses(unittest.TestCase):
         item = self.store.drop_intent(intent, garbage=True)
         self.assertTrue(ours.may_destroy(item))
         pin.release()
+
+
+@unittest.skipUnless(replica_available(), "the replica module is not installed")
+class TestReadsAcrossProcesses(unittest.TestCase):
+    """Issue 11 item 1 across processes: reads served by one ``vsm serve`` while another one,
+    on the same data directory, overwrites the key."""
+
+    def test_reads_in_one_process_survive_overwrites_in_another(self):
+        data_dir = tempfile.mkdtemp(prefix="vsm-two-hosts-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        reading = HostProcess(data_dir)
+        self.addCleanup(reading.stop)
+        writing = HostProcess(data_dir)
+        self.addCleanup(writing.stop)
+        path = "/objects/loc-a/shared"
+        size = 256 * 1024  # big enough that a read spans many socket writes
+        versions = [bytes([value]) * size for value in range(16)]
+        writer_connection = _Connection(writing.url)
+        self.addCleanup(writer_connection.close)
+        self.assertEqual(writer_connection.request("PUT", path, versions[0])[0], 201)
+        outcomes: Counter = Counter()
+        stop = threading.Event()
+        deadline = time.monotonic() + 30
+
+        def writer():
+            connection = _Connection(writing.url)
+            try:
+                for number in range(100000):
+                    if stop.is_set() or time.monotonic() > deadline:
+                        return
+                    connection.request("PUT", path, versions[number % 16])
+            finally:
+                connection.close()
+
+        def reader():
+            connection = _Connection(reading.url)
+            try:
+                for _ in range(300):
+                    if time.monotonic() > deadline:
+                        return
+                    status, body = connection.request("GET", path)
+                    outcomes[status if status != 200 or body in versions
+                             else "200 with other bytes"] += 1
+            finally:
+                connection.close()
+
+        writers = [threading.Thread(target=writer) for _ in range(2)]
+        readers = [threading.Thread(target=reader) for _ in range(3)]
+        for thread in writers + readers:
+            thread.start()
+        for thread in readers:
+            thread.join(60)
+        stop.set()
+        for thread in writers:
+            thread.join(60)
+        self.assertEqual(set(outcomes), {200}, outcomes)
+        self.assertGreaterEqual(outcomes[200], 900)
+        directory = os.path.join(data_dir, "locations", "loc-a")
+        deadline = time.monotonic() + 15
+        while len(stored_files(directory)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(len(stored_files(directory)), 1, "retired data was not destroyed")
