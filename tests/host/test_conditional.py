@@ -1,14 +1,21 @@
 """Conditional requests (RFC 9110 section 13), stored headers and metadata, 411 (issue 11)."""
 import concurrent.futures
+import contextlib
 import gzip
+import io
+import os
+import shutil
 import socket
+import tempfile
 import time
 from base64 import b64encode
+from unittest import mock
 
 from werkzeug.http import http_date
 
+from modules.cli import main
 from modules.host.metadata import MAX_META_COUNT, MAX_META_VALUE_LENGTH
-from tests.host.support import AUTH, HostTestCase
+from tests.host.support import AUTH, PASSWORD, HostTestCase, stored_files
 
 
 class ObjectTestCase(HostTestCase):
@@ -65,7 +72,6 @@ class TestConditionalPut(ObjectTestCase):
         for _ in range(3):
             self.host.request("PUT", "/objects/other/k", data=b"two",
                               headers={"If-None-Match": "*"})
-        from tests.host.support import stored_files
         self.assertEqual(len(stored_files(directory)), 1)
 
     def test_concurrent_create_only_puts_have_exactly_one_winner(self):
@@ -204,3 +210,22 @@ class TestLengthRequired(ObjectTestCase):
                 answer += part
         self.assertTrue(answer.startswith(b"HTTP/1.1 411"), answer[:200])
         self.assertEqual(self.get("nolength").status_code, 404)
+
+
+class TestEncodedObjectsWithTheCli(ObjectTestCase):
+    """Objects stored with Content-Encoding come back from ``vsm get`` as stored."""
+
+    def test_vsm_get_keeps_gzip_bytes(self):
+        body = gzip.compress(b"a,b\n" * 100)
+        self.put("g.csv", body, **{"Content-Encoding": "gzip"})
+        work = tempfile.mkdtemp(prefix="vsm-gzip-")
+        self.addCleanup(shutil.rmtree, work, True)
+        target = os.path.join(work, "out")
+        with mock.patch.dict(os.environ, {"VSM_ADMIN_PASSWORD": PASSWORD,
+                                          "VSM_URL": self.host.url}), \
+                contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            code = main(["get", "store/g.csv", "-o", target])
+        self.assertEqual(code, 0, err.getvalue())
+        with open(target, "rb") as file:
+            self.assertEqual(file.read(), body)
