@@ -146,8 +146,9 @@ class ObjectService:
         record = self._record(policy, key)
         module, context = _module(lease, policy)
         headers = _object_headers(record)
+        conditions = Preconditions(request)
         try:
-            Preconditions(request).check(record)
+            conditions.check(record)
         except PreconditionFailed as failed:
             if failed.status != 304:
                 raise
@@ -158,7 +159,7 @@ class ObjectService:
                                 % (policy, key, size, policy, record.size),
                                 module_data=record.module_data, location=policy)
         byte_range = None
-        if Preconditions(request).range_applies(record):
+        if conditions.range_applies(record):
             try:
                 byte_range = parse_range(request.header("Range"), size)
             except Unsatisfiable:

@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,26 @@ class TestStore(TemporaryDirectory):
         return ObjectRecord(policy="p", key=key, module_data=module_data, size=1, created=0.0,
                             **extra)
 
+    def test_a_schema_1_database_is_migrated(self):
+        """Databases of the first release (schema 1) gain the new columns and table."""
+        path = os.path.join(self.directory, "old.sqlite3")
+        with sqlite3.connect(path) as db:
+            db.executescript(_SCHEMA_1)
+            db.execute("INSERT INTO meta VALUES ('schema', '1')")
+            db.execute("INSERT INTO objects (policy, key, module_data, size, created) "
+                       "VALUES ('p', 'k', 'md', 1, 0)")
+            db.execute("INSERT INTO garbage (policy, module_data, kind, since) "
+                       "VALUES ('p', 'old-intent', 'intent', 0)")
+        db.close()
+        store = Store(path)
+        self.addCleanup(store.close)
+        self.assertEqual(store.get_meta("schema"), "2")
+        self.assertEqual(store.get_object("p", "k").headers, ())
+        self.assertEqual(store.collect_intents(lambda writer, since: writer is None)[0].module_data,
+                         "old-intent")
+        self.assertEqual(store.list_readers(), [])
+        Store(path).close()  # opening a migrated database again changes nothing
+
     def test_overwrite_turns_old_data_into_garbage_in_the_same_step(self):
         intent = self.store.add_intent("p", "md-1")
         self.assertEqual(self.store.put_object(self.record("k", "md-1"), intent), (False, None))
@@ -262,3 +283,20 @@ class TestRegistry(TemporaryDirectory):
             instance = lease.module("t")
         self.registry.close()
         self.assertTrue(instance.closed)
+
+
+# The first release's tables (schema 1), for the migration test.
+_SCHEMA_1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE modules (name TEXT PRIMARY KEY, module TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '', args TEXT NOT NULL, revision INTEGER NOT NULL,
+    updated REAL NOT NULL);
+CREATE TABLE objects (policy TEXT NOT NULL, key TEXT NOT NULL, module_data TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT, content_type TEXT, created REAL NOT NULL,
+    borrowed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (policy, key));
+CREATE INDEX objects_by_data ON objects (policy, module_data);
+CREATE TABLE garbage (id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL,
+    module_data TEXT NOT NULL, kind TEXT NOT NULL, since REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+CREATE INDEX garbage_by_policy ON garbage (policy, id);
+"""
