@@ -26,6 +26,11 @@ trusted until they are older than :data:`STALE_SECONDS`.
 
 Data no request ever read (a failed write, the intent of a process that
 died) needs none of this and is destroyed at once.
+
+Forking (``vsm serve --workers``, gunicorn ``--preload``) is safe: the
+background thread does its work under a lock that is taken around
+``fork()``, so the child never inherits a half-done round, and a child
+registers under its own identity and starts its own thread on first use.
 """
 import itertools
 import logging
@@ -34,6 +39,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from modules.host import forking
 from modules.host.processes import ProcessIdentity, current_process, is_running
 from modules.host.store import INTENT_GRACE_SECONDS, RETIRED_KINDS, GarbageItem, Store
 
@@ -78,6 +84,7 @@ class ReadPins:
         self._sweep = sweep
         self._interval = interval
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held by the background thread during a round
         self._reads: Dict[int, int] = {}  # token -> S (0 while S is being taken)
         self._tokens = itertools.count(1)
         self._identity: Optional[ProcessIdentity] = None
@@ -87,6 +94,7 @@ class ReadPins:
         self._closed = False
         self._last: Optional[tuple] = None
         self._last_time = 0.0
+        forking.register(self)
 
     def set_sweep(self, sweep: Optional[Callable[[], None]]) -> None:
         """Run ``sweep`` in the background thread after each publication."""
@@ -235,9 +243,10 @@ class ReadPins:
         stop = self._stop
         while not stop.is_set():
             try:
-                self.publish()
-                if self._sweep is not None:
-                    self._sweep()
+                with self._busy:
+                    self.publish()
+                    if self._sweep is not None:
+                        self._sweep()
             except Exception:
                 log.exception("publishing reads or sweeping garbage failed (retrying)")
             self._wake.wait(self._interval)
@@ -259,6 +268,27 @@ class ReadPins:
                 self._store.remove_reader(str(identity))
             except Exception as error:
                 log.debug("cannot remove this process's readers row: %s", error)
+
+
+    # -- fork ---------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._busy.acquire()  # wait for the background round to finish
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+        self._busy.release()
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives: fresh locks, no thread, none of the parent's reads.
+        self._lock = threading.Lock()
+        self._busy = threading.Lock()
+        self._reads = {}
+        self._thread = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._last = None
 
 
 class Pin:

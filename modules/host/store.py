@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from modules.errors import LocationUnavailable
+from modules.host import forking
 
 __all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ReaderRow", "ModuleInUse",
            "DB_FILENAME", "string_arguments", "RETIRED_KINDS"]
@@ -210,7 +211,6 @@ class Store:
         self.path = path
         self._busy_timeout = busy_timeout
         self._pool_size = pool_size
-        self._pid = os.getpid()
         self._idle: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._all: List[sqlite3.Connection] = []
@@ -218,6 +218,7 @@ class Store:
         self._closed = False
         _create_private_file(path)
         self._create_schema()
+        forking.register(self)
 
     # -- connections ------------------------------------------------------
 
@@ -237,8 +238,6 @@ class Store:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise LocationUnavailable("the host database is closed", location=self.path)
-        if self._pid != os.getpid():
-            self._after_fork()
         self._slots.acquire()
         try:
             try:
@@ -254,20 +253,17 @@ class Store:
         finally:
             self._slots.release()
 
-    def _after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """Leave the parent's connections alone in a forked child and open new ones.
 
         SQLite connections must not be carried across fork() (sqlite.org,
         "How To Corrupt An SQLite Database File", section 2.6); closing them
         here could release the parent's locks, so they are only dropped.
         """
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._idle = queue.LifoQueue()
-            self._slots = threading.BoundedSemaphore(self._pool_size)
-            self._all = []
-            self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._idle = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self._pool_size)
+        self._all = []
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

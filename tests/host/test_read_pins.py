@@ -186,6 +186,30 @@ class TestReadPinsAcrossProcesses(unittest.TestCase):
         self.assertEqual([row.process for row in self.store.list_readers()],
                          [str(ours.identity())], "the dead process's row was removed")
 
+    @unittest.skipUnless(hasattr(os, "fork"), "needs fork()")
+    def test_a_forked_worker_registers_itself_and_is_forgotten_when_gone(self):
+        """Pre-forked workers (vsm serve --workers) each publish under their own identity."""
+        parent = self.pins()
+        self.store.put_object(ObjectRecord("p", "k", "old", 1, time.time()))
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: start a read and die holding it
+            try:
+                parent.begin()
+                parent.publish()
+                os.write(write_end, str(parent.identity()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        child_identity = os.read(read_end, 1000).decode()
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        self.assertEqual(child_identity.split(":")[1], str(pid))
+        self.assertIn(child_identity, [row.process for row in self.store.list_readers()])
+        item = self.store.put_object(ObjectRecord("p", "k", "new", 1, time.time()))[1]
+        self.assertTrue(parent.may_destroy(item), "the worker that held a read is gone")
+        self.assertNotIn(child_identity, [row.process for row in self.store.list_readers()])
+
     def test_failed_writes_need_no_pin(self):
         ours = self.pins()
         pin = ours.begin()
