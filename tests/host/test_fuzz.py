@@ -102,6 +102,18 @@ class TestFuzzedRequests(unittest.TestCase):
             self.call("PUT", "/objects/loc-a/existing", body=b"0123456789")
 
     @_SETTINGS
+    @given(names=st.lists(st.from_regex(r"\A(X-Object-Meta-)?[A-Za-z0-9!#$%&'*+.^_`|~-]{0,40}\Z"),
+                          max_size=6),
+           value=_HEADER_TEXT)
+    def test_metadata_and_other_header_names(self, names, value):
+        headers = {name: value for name in names if name}
+        status, content = self.call("PUT", "/objects/loc-a/meta", body=b"m", headers=headers)
+        self.assertNoServerError(status, content)
+        if status in (200, 201):
+            status, content = self.call("GET", "/objects/loc-a/meta")
+            self.assertEqual((status, content), (200, b"m"))
+
+    @_SETTINGS
     @given(range_value=st.from_regex(r"\A ?[bB]ytes ?= ?-?[0-9]{0,25}-?[0-9]{0,25}(,[0-9]{0,3}-[0-9]{0,3})?"
                                      r" ?\Z"),
            if_range=st.sampled_from([None, '"x"', "W/\"x\"", "Thu, 01 Jan 1970 00:00:00 GMT"]))
