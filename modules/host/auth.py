@@ -6,14 +6,14 @@ directory, which is generated (random, mode 0600) at the first start.
 The password is never logged, never put in an exception and never
 returned by the API.
 """
+import base64
+import binascii
 import hmac
 import logging
 import os
 import secrets
 from dataclasses import dataclass
 from typing import Optional
-
-from werkzeug.datastructures import Authorization
 
 from modules.errors import ConfigurationError
 
@@ -114,18 +114,20 @@ def _read_password_file(path: str) -> str:
 def check_basic_auth(header: Optional[str], password: str) -> bool:
     """Return True when ``header`` (an ``Authorization`` value) names the administrator.
 
-    The header is parsed by Werkzeug (:class:`werkzeug.datastructures.Authorization`;
-    credentials are UTF-8, RFC 7617 section 2.1). The password is compared
-    in constant time.
+    The password is compared in constant time.
     """
+    if not header:
+        return False
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
     try:
-        credentials = Authorization.from_header(header)
-    except ValueError:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
         return False
-    if credentials is None or credentials.type != "basic":
+    user, separator, given = decoded.partition(b":")
+    if not separator:
         return False
-    user_ok = hmac.compare_digest((credentials.username or "").encode("utf-8"),
-                                  ADMIN_USER.encode())
-    password_ok = hmac.compare_digest((credentials.password or "").encode("utf-8"),
-                                      password.encode("utf-8"))
+    user_ok = hmac.compare_digest(user, ADMIN_USER.encode())
+    password_ok = hmac.compare_digest(given, password.encode("utf-8"))
     return user_ok and password_ok
