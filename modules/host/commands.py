@@ -22,6 +22,7 @@ import time
 from typing import Any, Dict, List, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
+from modules.reports import add_counts
 
 from modules.host.auth import PASSWORD_ENV, PASSWORD_FILENAME
 from modules.host.client import (
@@ -466,7 +467,7 @@ def _object_pass(client: HostClient, name: str, options, report: Dict[str, Any],
             report["objects"] += step["done"]
             report["failed"].extend(step["failed"])
             report["damaged"].extend(step.get("damaged") or [])
-            _merge_numbers(report["summary"], step.get("summary") or {})
+            add_counts(report["summary"], step.get("summary") or {})
             if progress is None:
                 progress = _progress(total if total is not None else step["total"], name,
                                      options, "scrubbing" if scrub else "repairing")
@@ -494,15 +495,6 @@ def _progress(total: int, name: str, options, verb: str = "repairing"):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="%s %s" % (verb, name), unit="obj", file=sys.stderr)
-
-
-def _merge_numbers(total: Dict[str, Any], part: Dict[str, Any]) -> None:
-    for key, value in part.items():
-        if isinstance(value, dict):
-            if isinstance(total.setdefault(key, {}), dict):
-                _merge_numbers(total[key], value)
-        elif isinstance(value, (int, float)) and isinstance(total.get(key, 0), (int, float)):
-            total[key] = total.get(key, 0) + value
 
 
 def _repair_failed(report: Dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from modules.reports import STATUS_DEGRADED, STATUS_OK, statistics_status, status_word
 from modules.redaction import redact
 from modules.host.store import ModuleConfig
 
@@ -19,8 +20,6 @@ __all__ = ["ModuleView", "render_status_page", "module_state"]
 
 #: Seconds between automatic reloads of the page.
 REFRESH_SECONDS = 30
-
-_HEALTHY_WORDS = {"ok", "healthy", "up", "online", "available", "good"}
 
 
 @dataclass
@@ -40,15 +39,10 @@ def module_state(view: ModuleView) -> Tuple[str, str]:
     if view.statistics is None:
         return "error", view.error or "no statistics"
     stats = view.statistics
-    degraded = stats.get("degraded")
-    if degraded:
-        return "degraded", _reason_text(degraded, stats)
-    status = str(stats.get("status", "ok")).lower()
-    if status in _HEALTHY_WORDS:
-        return "ok", ""
-    if status == "degraded":
-        return "degraded", str(stats.get("reason", ""))
-    return "unavailable", str(stats.get("reason", status))
+    state, reason = statistics_status(stats)
+    if state == STATUS_DEGRADED and not reason and stats.get("degraded"):
+        reason = _reason_text(stats.get("degraded"), stats)
+    return state, reason
 
 
 def _reason_text(degraded: Any, stats: Dict[str, Any]) -> str:
@@ -88,7 +82,7 @@ def _location_health(location: Dict[str, Any]) -> Tuple[str, str]:
     for key in ("health", "status", "state"):
         value = location.get(key)
         if isinstance(value, str):
-            return ("ok", "") if value.lower() in _HEALTHY_WORDS else ("down", reason or value)
+            return ("ok", "") if status_word(value) == STATUS_OK else ("down", reason or value)
         if isinstance(value, dict):
             return _location_health(value)
     return "ok", ""

@@ -22,13 +22,14 @@ import os
 import random
 import shutil
 import tempfile
-from typing import List, Optional
+import uuid
+from typing import List, Mapping, Optional
 
 from modules import StorageModule
 from modules.context import make_context
 from modules.errors import InvalidModuleData, ObjectNotFound, StorageError, Unsupported
 
-__all__ = ["StorageModuleTestBase", "FailingSource", "payload"]
+__all__ = ["StorageModuleTestBase", "CapabilityChecks", "FailingSource", "payload"]
 
 MIB = 1024 * 1024
 
@@ -438,3 +439,102 @@ def _first_difference(left: bytes, right: bytes) -> int:
         if a != b:
             return index
     return min(len(left), len(right))
+
+
+# -- optional capabilities (the wrappers engineer's block) -------------------------------
+
+class CapabilityChecks:
+    """Per-capability checks: each optional method works, or raises Unsupported and says so.
+
+    Mix in before :class:`StorageModuleTestBase` (it uses its fixtures)::
+
+        class TestMine(CapabilityChecks, StorageModuleTestBase, unittest.TestCase):
+            def make_module(self):
+                return MyStorage(...)
+
+    Every key of :data:`modules.CAPABILITIES` is checked the fsspec way: the
+    capability True means the method works on a stored object and returns
+    the documented shape; False means it raises
+    :class:`~modules.errors.Unsupported`.
+    """
+
+    def _capabilities(self):
+        capabilities = getattr(self.module, "capabilities", None)
+        self.assertIsInstance(capabilities, Mapping,
+                              "capabilities must be a mapping of name -> bool")
+        return capabilities
+
+    def test_capabilities_are_a_table_of_booleans(self):
+        """Every capability value is a bool, and unknown keys are not misspelt known ones."""
+        from modules import CAPABILITIES
+        self.store(b"resolve named inner modules first")
+        capabilities = self._capabilities()
+        for key, value in capabilities.items():
+            self.assertIsInstance(value, bool, "capabilities[%r] must be a bool, got %r"
+                                  % (key, value))
+        known = set(CAPABILITIES)
+        for key in capabilities:
+            if key not in known:
+                close = [name for name in known if name.replace("_", "") == key.replace("_", "")]
+                self.assertFalse(close, "capability %r looks like a misspelling of %s" % (key, close))
+
+    def test_scrub_matches_capabilities(self):
+        """scrub() reports an intact object as intact, or raises Unsupported when not offered."""
+        from modules.reports import ScrubReport
+        data = payload(70000, seed=41)
+        module_data = self.store(data)
+        if self._capabilities().get("scrub"):
+            report = self.module.scrub(self.context, module_data)
+            self.assertIsInstance(report, dict, "scrub() must return a dict report")
+            json.dumps(report)
+            typed = ScrubReport.from_dict(report)
+            self.assertFalse(typed.damaged, "scrub() reports an intact object as damaged: %r"
+                             % (typed.damaged,))
+            self.assertFalse(typed.missing, "scrub() reports an intact object as missing")
+            limited = self.module.scrub(self.context, module_data, rate=10 ** 9)
+            self.assertIsInstance(limited, dict, "scrub(rate=...) must return a dict report")
+            self.assertStoredEqual(module_data, data)
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['scrub'] is False, so scrub() "
+                                                    "must raise Unsupported"):
+                self.module.scrub(self.context, module_data)
+
+    def test_repair_of_the_backlog_matches_capabilities(self):
+        """repair(context) (no object) and repair(..., rate=) work, or raise Unsupported."""
+        from modules.reports import RepairReport
+        module_data = self.store(b"repair backlog")
+        if self._capabilities().get("repair"):
+            report = self.module.repair(self.context)
+            self.assertIsInstance(report, dict, "repair(context) must return a dict summary")
+            json.dumps(report)
+            RepairReport.from_dict(report)
+            one = self.module.repair(self.context, module_data, rate=10 ** 9)
+            self.assertIsInstance(one, dict, "repair(context, module_data, rate=) must return "
+                                             "a dict summary")
+            self.assertStoredEqual(module_data, b"repair backlog")
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['repair'] is False, so "
+                                                    "repair() must raise Unsupported"):
+                self.module.repair(self.context, module_data)
+
+    def test_new_data_for_matches_capabilities(self):
+        """new_data_for is deterministic and usable, or raises Unsupported when not offered."""
+        self.store(b"resolve named inner modules first")
+        object_id = uuid.uuid4().hex
+        if self._capabilities().get("placement"):
+            first = self.module.new_data_for(self.context, object_id)
+            self.assertIsInstance(first, str, "new_data_for() must return a str")
+            self.assertEqual(self.module.new_data_for(self.context, object_id), first,
+                             "new_data_for() must return the same value for the same object id")
+            self.assertNotEqual(self.module.new_data_for(self.context, uuid.uuid4().hex), first,
+                                "new_data_for() returned the same value for two object ids")
+            with self.assertRaises(InvalidModuleData, msg="new_data_for() must reject an object "
+                                                          "id that is not 32 lowercase hex"):
+                self.module.new_data_for(self.context, "../" + object_id[3:])
+            self.module.assign(self.context, first, io.BytesIO(b"placed"))
+            self.addCleanup(self._delete_quietly, first)
+            self.assertStoredEqual(first, b"placed")
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['placement'] is False, so "
+                                                    "new_data_for() must raise Unsupported"):
+                self.module.new_data_for(self.context, object_id)
