@@ -443,6 +443,8 @@ def _repair_module(client: HostClient, name: str, options) -> Dict[str, Any]:
         return report
     report["journal"] = step.get("summary")
     report["deletions"] = step.get("deletions")
+    if step.get("error"):
+        report["error"] = "module repair failed: %s" % step["error"]
     report["pending"] = step.get("pending")
     if options.journal_only or not step.get("supported"):
         return report

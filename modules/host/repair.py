@@ -52,7 +52,8 @@ class RepairService:
 
         Returns:
             dict: for the journal step ``{"module", "step": "journal",
-            "supported", "summary" (the module's own report), "deletions":
+            "supported", "summary" (the module's own report), "error" (why
+            the module's repair failed, or None), "deletions":
             {"done", "failed", "collected", "still_read", "destroyed": {kind:
             n}, "errors": [...]}, "pending", "objects"}``; for an
             objects step ``{"module", "step": "objects", "done", "next",
@@ -78,8 +79,13 @@ class RepairService:
         done = sum(sweep.destroyed.values())
         supported = bool(module.capabilities.get("repair"))
         summary = None
+        module_error = None
         if supported:
-            summary = module.repair(context)
+            try:
+                summary = module.repair(context)
+            except StorageError as error:  # keep the deletions' report; say what failed
+                log.warning("repair of module %r failed: %s", name, error)
+                module_error = "%s: %s" % (type(error).__name__, error)
         elif not (done or sweep.failed or sweep.still_read or sweep.collected):
             raise Unsupported("module %r (%s) has nothing to repair" % (
                 name, type(module).__name__))
@@ -88,6 +94,7 @@ class RepairService:
             "step": "journal",
             "supported": supported,
             "summary": summary,
+            "error": module_error,
             "deletions": {"done": done, "failed": len(sweep.failed),
                           "collected": sweep.collected, "still_read": sweep.still_read,
                           "destroyed": dict(sweep.destroyed),

@@ -236,6 +236,19 @@ class TestRepairCommand(CliTestCase):
         self.assertEqual(code, 1)
         self.assertIn("cannot repair", out)
 
+    def test_a_failing_module_repair_keeps_the_deletions_report(self):
+        """The deletions done before a module's own repair failed are still listed."""
+        directory = os.path.join(self.host.data_dir, "failing")
+        os.mkdir(directory)
+        self.host.configure("failing", "tests.host.fixture_modules.FailingRepairStorage",
+                            [directory])
+        self.host.request("PUT", "/objects/failing/k", data=b"x")
+        self.host.request("DELETE", "/objects/failing/k")
+        code, out, err = self.vsm("repair", "failing")
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("failing: deletions:", out)
+        self.assertIn("module repair failed: LocationUnavailable: the journal", out)
+
     def test_repair_lists_deletions_and_exits_1_when_one_fails(self):
         """Issue 11 item 3: vsm repair exited 0 and said nothing when pending deletions failed."""
         directory = os.path.join(self.host.data_dir, "locations", "loc-a")
