@@ -31,7 +31,8 @@ from modules.errors import (
     Unsupported,
 )
 
-__all__ = ["HttpError", "Request", "Response", "error_status", "json_response", "empty_response",
+__all__ = ["HttpError", "Request", "Response", "FileResponse", "error_status", "json_response",
+           "empty_response", "streamed_response",
            "BodyReader", "READ_CHUNK_SIZE", "MAX_JSON_BODY", "MAX_JSON_DEPTH"]
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,31 @@ def streamed_response(status: int, headers: List[Tuple[str, str]],
                       body: Iterable[bytes]) -> Response:
     """Return a response streaming ``body`` (its ``close()`` runs when the server closes)."""
     return Response(body, status=status, headers=headers)
+
+
+class FileResponse(Response):
+    """A response whose body is ``wsgi.file_wrapper(body)``, returned to the server as is.
+
+    PEP 3333 lets a server send such a body its own way (``vsm serve``:
+    ``sendfile(2)``, no copy through Python); Werkzeug's usual wrapping of
+    the body would hide it from the server, so :meth:`__call__` starts the
+    response and returns the wrapper itself. ``call_on_close`` callbacks
+    run when the server closes it (``body.on_close``).
+    """
+
+    def __init__(self, body, status: int, headers: List[Tuple[str, str]]):
+        super().__init__(None, status=status, headers=headers)
+        self._body = body
+
+    def call_on_close(self, func):
+        """Run ``func`` when the server closes the body; return ``func``."""
+        self._body.on_close.append(func)
+        return func
+
+    def __call__(self, environ: Dict[str, Any], start_response) -> Iterable[bytes]:
+        headers = self.get_wsgi_headers(environ)
+        start_response(self.status, headers.to_wsgi_list())
+        return environ["wsgi.file_wrapper"](self._body, READ_CHUNK_SIZE)
 
 
 class Request(_WerkzeugRequest):

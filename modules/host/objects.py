@@ -27,6 +27,7 @@ from modules.host.garbage import GarbageCollector
 from modules.host.http import (
     READ_CHUNK_SIZE,
     BodyReader,
+    FileResponse,
     HttpError,
     Request,
     Response,
@@ -178,6 +179,10 @@ class ObjectService:
         try:
             if first:
                 stream.seek(first)
+            descriptor = _descriptor(stream) if "wsgi.file_wrapper" in request.environ else None
+            if descriptor is not None:
+                return FileResponse(_FileBody(stream, descriptor, first, length), status,
+                                    headers)
             body = _StreamBody(stream, length, self._chunk_size, "%s/%s" % (policy, key))
             body.prefetch()
         except BaseException:
@@ -439,6 +444,75 @@ class _StreamBody:
             self._stream.close()
         except Exception:
             log.exception("closing the read stream of %s failed", self._name)
+
+
+class _FileBody:
+    """The bytes ``[start, start + length)`` of a module stream over a real file, for
+    ``wsgi.file_wrapper``.
+
+    A server that sends files itself gets the descriptor (:meth:`fileno`)
+    and the absolute offset (:meth:`tell`), and passes both to
+    ``sendfile(2)``, which does not move the stream; any other server reads
+    it, within the window only. :meth:`close` closes the stream, then runs
+    ``on_close`` (the pin and lease releases).
+    """
+
+    def __init__(self, stream, descriptor: int, start: int, length: int):
+        self._stream = stream
+        self._descriptor = descriptor
+        self._position = start
+        self._end = start + length
+        self.on_close: List[Callable[[], None]] = []
+
+    def fileno(self) -> int:
+        """Return the file descriptor of the stored file."""
+        return self._descriptor
+
+    def tell(self) -> int:
+        """Return the absolute offset the next byte comes from."""
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move within the window (whence 0: absolute offset, 1: relative, 2: from its end)."""
+        base = {0: 0, 1: self._position, 2: self._end}[whence]
+        self._position = max(0, min(base + offset, self._end))
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes of the window (b'' at its end)."""
+        remaining = self._end - self._position
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        if size <= 0:
+            return b""
+        self._stream.seek(self._position)
+        data = self._stream.read(size)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        """Close the stream, then run ``on_close`` (each one even if another fails)."""
+        try:
+            self._stream.close()
+        except Exception:
+            log.exception("closing a read stream failed")
+        callbacks, self.on_close = self.on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a close callback of a file response failed")
+
+
+def _descriptor(stream) -> Optional[int]:
+    """Return the descriptor of a read stream over a real file, or None (then it is read)."""
+    fileno = getattr(stream, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        return fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return None
 
 
 def _module(lease: Lease, policy: str):
