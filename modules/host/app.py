@@ -43,6 +43,14 @@ class HostApp:
             and the ``mirror`` policy (see :mod:`modules.host.defaults`).
         pool_size: SQLite connections kept open at most.
 
+    Each process serving the data directory runs one background thread
+    (:class:`~modules.host.pins.ReadPins`): it publishes the process's
+    in-flight reads, collects the write intents of processes that are gone
+    and destroys data nothing uses any more. The application may be built
+    before ``fork()`` (pre-forking servers): each child gets its own
+    database connections, module instances and thread
+    (:mod:`modules.host.forking`). :meth:`close` stops the thread.
+
     Raises:
         ConfigurationError: the password cannot be set up.
         LocationUnavailable: the database cannot be opened.
