@@ -10,10 +10,13 @@ and ``_after_fork_in_child`` methods (those it has) called around every
 fork, through :func:`os.register_at_fork`, while the child is still
 single-threaded. Registration holds the object weakly.
 """
+import logging
 import os
 import weakref
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 _INSTANCES: "weakref.WeakSet" = weakref.WeakSet()
 
@@ -28,8 +31,12 @@ def _run(hook: str, reverse: bool = False):
         instances = list(_INSTANCES)
         for instance in reversed(instances) if reverse else instances:
             method = getattr(instance, hook, None)
-            if method is not None:
+            if method is None:
+                continue
+            try:
                 method()
+            except Exception:  # one object's trouble must not stop the others' hooks
+                log.exception("%s of %r failed", hook, instance)
     return run
 
 

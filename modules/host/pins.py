@@ -94,6 +94,7 @@ class ReadPins:
         self._closed = False
         self._last: Optional[tuple] = None
         self._last_time = 0.0
+        self._held_for_fork = False
         forking.register(self)
 
     def set_sweep(self, sweep: Optional[Callable[[], None]]) -> None:
@@ -203,19 +204,13 @@ class ReadPins:
         self._ensure_registered()
 
     def _ensure_registered(self) -> None:
-        identity = self._identity
-        if identity is not None and identity.pid == os.getpid() and self._thread is not None:
+        # The thread is None before start(), after close() and in a freshly forked child.
+        if self._thread is not None:
             return
         with self._lock:
-            if self._closed:
+            if self._closed or self._thread is not None:
                 return
-            if self._identity is not None and self._identity.pid == os.getpid() \
-                    and self._thread is not None:
-                return
-            forked = self._identity is not None  # a child: the parent's reads are not ours
             self._identity = self._identify()
-            if forked:
-                self._reads.clear()
             # Until the first publication every read this process starts takes S >= now.
             self._store.publish_reader(str(self._identity), self._store.garbage_sequence(), 0)
             self._last = None
@@ -275,16 +270,21 @@ class ReadPins:
     def _before_fork(self) -> None:
         self._busy.acquire()  # wait for the background round to finish
         self._lock.acquire()
+        self._held_for_fork = True
 
     def _after_fork_in_parent(self) -> None:
-        self._lock.release()
-        self._busy.release()
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
+            self._busy.release()
 
     def _after_fork_in_child(self) -> None:
         # Only the forking thread survives: fresh locks, no thread, none of the parent's reads.
         self._lock = threading.Lock()
         self._busy = threading.Lock()
+        self._held_for_fork = False
         self._reads = {}
+        self._identity = None  # registers under its own identity on first use
         self._thread = None
         self._stop = threading.Event()
         self._wake = threading.Event()

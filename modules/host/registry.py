@@ -104,6 +104,18 @@ class ModuleRegistry:
             self._active[epoch] += 1
         return Lease(self, epoch)
 
+    def _before_fork(self) -> None:
+        """Retire every instance (closed once no request uses it; at once in a process that
+        serves nothing, as a pre-forking server's parent): children start without any."""
+        with self._lock:
+            if self._closed:
+                return
+            for name in list(self._entries):
+                self._retire(name)
+            self._generation = None
+            closable = self._closable()
+        _close_all(closable)
+
     def _after_fork_in_child(self) -> None:
         """Forget the parent's instances (their threads and connections stayed in the
         parent; closing them here could disturb it): the child creates its own."""

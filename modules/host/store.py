@@ -253,6 +253,27 @@ class Store:
         finally:
             self._slots.release()
 
+    def _before_fork(self) -> None:
+        """Close the idle connections, so that no open database is carried into the child.
+
+        SQLite keeps per-process lock state for open files; a child that
+        inherits it from open connections may misjudge its locks (sqlite.org
+        FAQ: "do not carry an open SQLite database across a fork()"). The
+        parent reopens connections on demand.
+        """
+        if self._closed:
+            return
+        with self._lock:
+            idle = []
+            while True:
+                try:
+                    idle.append(self._idle.get_nowait())
+                except queue.Empty:
+                    break
+            self._all = [db for db in self._all if db not in idle]
+        for db in idle:
+            db.close()
+
     def _after_fork_in_child(self) -> None:
         """Leave the parent's connections alone in a forked child and open new ones.
 
