@@ -36,7 +36,7 @@ _JSON = st.recursive(
 
 _CONDITIONAL_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since",
                         "If-Unmodified-Since", "If-Range", "Content-Type", "Content-Length",
-                        "X-Copy-From", "Cache-Control", "X-Object-Meta-Fuzz", "Authorization",
+                        "X-Copy-From", "Cache-Control", "X-Object-Meta-Fuzz",
                         "Transfer-Encoding", "Content-Encoding")
 
 
