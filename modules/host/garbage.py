@@ -130,15 +130,17 @@ class GarbageCollector:
     def background(self, lease_factory: Callable[[], Lease]) -> Callable[[], None]:
         """Return the sweep the read pins' thread runs after each publication.
 
-        It collects dead writers' intents every :data:`COLLECT_INTERVAL`
-        seconds (the first time at once) and destroys garbage nobody has
-        tried to destroy yet, a bounded batch per round.
+        It collects dead writers' intents and removes dead processes'
+        readers rows every :data:`COLLECT_INTERVAL` seconds (the first time
+        at once), and destroys garbage nobody has tried to destroy yet, a
+        bounded batch per round.
         """
         def sweep() -> None:
             now = time.monotonic()
             if not self._last_collect or now - self._last_collect >= COLLECT_INTERVAL:
                 self._last_collect = now
                 self.collect()
+                self._pins.prune()
             items = self._store.pending_garbage(limit=_SWEEP_BATCH, untried_only=True)
             if not items:
                 return

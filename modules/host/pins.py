@@ -175,6 +175,23 @@ class ReadPins:
                 return not running
         return time.time() - since > INTENT_GRACE_SECONDS
 
+    def prune(self) -> int:
+        """Remove the readers rows of processes that are gone; return how many.
+
+        Never raises (a database error leaves the rows for the next time).
+        """
+        own = str(self._identity) if self._identity is not None else None
+        try:
+            rows = self._store.list_readers()
+        except Exception as error:
+            log.warning("cannot read the readers table: %s", error)
+            return 0
+        gone = [row.process for row in rows
+                if row.process != own and self._gone(row.process, row.updated)]
+        for process in gone:
+            self._forget(process)
+        return len(gone)
+
     @staticmethod
     def _gone(process: str, updated: float) -> bool:
         identity = ProcessIdentity.parse(process)

@@ -210,6 +210,13 @@ class TestReadPinsAcrossProcesses(unittest.TestCase):
         self.assertTrue(parent.may_destroy(item), "the worker that held a read is gone")
         self.assertNotIn(child_identity, [row.process for row in self.store.list_readers()])
 
+    def test_rows_of_processes_that_are_gone_are_pruned(self):
+        ours = self.pins()
+        self.store.publish_reader("%s:999999999:x" % ours.identity().host, 10 ** 9, None)
+        self.assertEqual(ours.prune(), 1)
+        self.assertEqual([row.process for row in self.store.list_readers()],
+                         [str(ours.identity())])
+
     def test_failed_writes_need_no_pin(self):
         ours = self.pins()
         pin = ours.begin()
