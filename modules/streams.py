@@ -178,6 +178,15 @@ class FileReadStream(ReadStream):
     def _release(self) -> None:
         self._file.close()
 
+    def fileno(self) -> int:
+        """Return the open file's descriptor, for zero-copy senders (``sendfile(2)``).
+
+        The descriptor's own offset is not the stream's position: use
+        :meth:`tell` and pass offsets explicitly (``os.sendfile`` does).
+        """
+        self._check_open()
+        return self._file.fileno()
+
 
 def read_source_chunk(source, size: int, done: int = 0) -> bytes:
     """Read up to ``size`` bytes from the source stream given to ``assign``.

@@ -10,6 +10,7 @@ from modules.host.auth import ADMIN_USER, PASSWORD_ENV, AdminPassword, check_bas
     load_admin_password
 from modules.host.config_api import CONFIG_PREFIX, ConfigService, module_statistics
 from modules.host.defaults import ensure_default_configuration
+from modules.host.garbage import GarbageCollector
 from modules.host.http import (
     HttpError,
     Request,
@@ -18,6 +19,7 @@ from modules.host.http import (
     json_response,
 )
 from modules.host.objects import ObjectService
+from modules.host.pins import ReadPins
 from modules.host.registry import ModuleRegistry
 from modules.host.status_page import ModuleView, render_status_page
 from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store, string_arguments
@@ -41,6 +43,14 @@ class HostApp:
             and the ``mirror`` policy (see :mod:`modules.host.defaults`).
         pool_size: SQLite connections kept open at most.
 
+    Each process serving the data directory runs one background thread
+    (:class:`~modules.host.pins.ReadPins`): it publishes the process's
+    in-flight reads, collects the write intents of processes that are gone
+    and destroys data nothing uses any more. The application may be built
+    before ``fork()`` (pre-forking servers): each child gets its own
+    database connections, module instances and thread
+    (:mod:`modules.host.forking`). :meth:`close` stops the thread.
+
     Raises:
         ConfigurationError: the password cannot be set up.
         LocationUnavailable: the database cannot be opened.
@@ -63,8 +73,19 @@ class HostApp:
             self.store.close()
             raise
         self.registry = ModuleRegistry(self.store)
-        self._objects = ObjectService(self.store)
-        self._config = ConfigService(self.store, self.registry)
+        self.pins = ReadPins(self.store)
+        self.collector = GarbageCollector(self.store, self.pins)
+        self.pins.set_sweep(self.collector.background(self.registry.lease))
+        self._objects = ObjectService(self.store, self.pins, self.collector)
+        self._config = ConfigService(self.store, self.registry, self.collector)
+        try:
+            # Registers this process and starts the thread that publishes its reads, collects
+            # the intents of processes that are gone and destroys due garbage (at once, then
+            # in the background).
+            self.pins.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return "HostApp(%r)" % self.data_dir
@@ -81,8 +102,7 @@ class HostApp:
                 lease = self.registry.lease()
                 response = self._route(request, lease)
         except HttpError as error:
-            response = json_response(error.status, error.body(), error.headers,
-                                     head=environ.get("REQUEST_METHOD") == "HEAD")
+            response = json_response(error.status, error.body(), error.headers)
         except StorageError as error:
             response = self._storage_error(environ, error)
         except Exception as error:
@@ -94,15 +114,12 @@ class HostApp:
                 "message": "internal error (%s); the server log has the cause under reference %s"
                            % (type(error).__name__, reference)})
         if lease is not None:
-            hooks = getattr(response.body, "on_close", None)
-            if hooks is not None:
-                hooks.append(lease.release)
-            else:
-                lease.release()
-        return response.send(start_response)
+            response.call_on_close(lease.release)
+        return response(environ, start_response)
 
     def close(self) -> None:
         """Close every module instance and the database."""
+        self.pins.close()
         self.registry.close()
         self.store.close()
 
@@ -146,9 +163,8 @@ class HostApp:
                                     self.store.count_objects(config.name),
                                     self.store.count_garbage(config.name), used_by))
         page = render_status_page(views, self.data_dir)
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page))),
-                   ("Cache-Control", "no-store")]
-        return Response(200, headers, [] if request.method == "HEAD" else [page])
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+        return Response(page, status=200, headers=headers)
 
     @staticmethod
     def _storage_error(environ: Dict[str, Any], error: StorageError) -> Response:
@@ -166,7 +182,7 @@ class HostApp:
         location = getattr(error, "location", None)
         if location:
             body["location"] = str(location)
-        return json_response(status, body, headers, head=environ.get("REQUEST_METHOD") == "HEAD")
+        return json_response(status, body, headers)
 
 
 def make_app(data_dir: str, admin_password: Optional[str] = None, create_defaults: bool = True,

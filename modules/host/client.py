@@ -10,6 +10,7 @@ from typing import Any, BinaryIO, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 __all__ = ["HostClient", "HostError", "object_path", "split_target", "read_password",
            "DEFAULT_URL", "URL_ENV"]
@@ -149,11 +150,13 @@ class HostClient:
         digest = hashlib.sha256()
         written = 0
         try:
-            for chunk in response.iter_content(CHUNK_SIZE):
+            # The stored bytes as they are: an object uploaded with Content-Encoding: gzip
+            # must not be decompressed on the way (its ETag is the SHA-256 of what was stored).
+            for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
                 out.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             raise HostError("the download of %s/%s broke off after %d bytes: %s"
                             % (policy, key, written, error)) from None
         finally:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
 from modules.reports import add_counts
@@ -423,15 +423,15 @@ def _repair(options: argparse.Namespace) -> int:
                         details.get("pending_deletions"):
                     names.append(config["name"])
         reports = [_repair_module(client, name, options) for name in names]
-        failed = any(report["failed"] or report.get("error") or report.get("damaged")
-                     for report in reports)
+        failed = any(_repair_failed(report) for report in reports)
         if options.json:
             _print_json({"modules": reports, "ok": not failed})
         else:
             if not reports:
                 print("nothing to repair: no module can repair and no deletions are pending")
             for report in reports:
-                print(_repair_line(report))
+                for line in _repair_lines(report):
+                    print(line)
                 _print_problems(report)
                 for location, facts in sorted((report.get("draining") or {}).items()):
                     print("  draining %s: %s" % (location, "can be removed now" if
@@ -455,8 +455,12 @@ def _repair_module(client: HostClient, name: str, options) -> Dict[str, Any]:
         return report
     report["journal"] = step.get("summary")
     report["deletions"] = step.get("deletions")
+    if step.get("error"):
+        report["error"] = "module repair failed: %s" % step["error"]
+    report["pending"] = step.get("pending")
     if options.journal_only or not step.get("supported"):
         return report
+    report["objects_pass"] = True
     _object_pass(client, name, options, report, scrub=False, total=step.get("objects", 0))
     if not report.get("error"):
         _note_draining(client, name, report, step.get("objects", 0))
@@ -521,20 +525,79 @@ def _progress(total: int, name: str, options, verb: str = "repairing"):
     return tqdm(total=total, desc="%s %s" % (verb, name), unit="obj", file=sys.stderr)
 
 
-def _repair_line(report: Dict[str, Any]) -> str:
+def _repair_failed(report: Dict[str, Any]) -> bool:
+    """Return True when anything in a module's repair report failed (exit code 1)."""
+    deletions = report.get("deletions") or {}
+    return bool(report["failed"] or report.get("error") or report.get("damaged")
+                or deletions.get("failed") or _failures(report.get("journal")))
+
+
+def _failures(summary: Any) -> int:
+    """Count what a module's own repair report says failed (numbers under 'failed' keys)."""
+    if not isinstance(summary, dict):
+        return 0
+    count = 0
+    for key, value in summary.items():
+        if key == "failed" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            count += int(value)
+        elif key == "failed" and isinstance(value, (list, dict)):
+            count += len(value)
+        elif isinstance(value, dict):
+            count += _failures(value)
+    return count
+
+
+def _flatten(summary: Any, prefix: str = "") -> List[str]:
+    """Return ``'name value'`` items for every non-empty entry of a (nested) report."""
+    if not isinstance(summary, dict):
+        return [] if summary in (None, {}, []) else ["%s%s" % (prefix, summary)]
+    items = []
+    for key, value in sorted(summary.items()):
+        name = "%s%s" % (prefix, key)
+        if isinstance(value, dict):
+            items.extend(_flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            if value:
+                items.append("%s %s" % (name, ", ".join(str(item) for item in value[:10])
+                                        + (" ..." if len(value) > 10 else "")))
+        elif value not in (0, None, False, ""):
+            items.append("%s %s" % (name, value))
+    return items
+
+
+def _repair_lines(report: Dict[str, Any]) -> List[str]:
+    """Return the text report of one module: every action taken, one kind per line."""
+    name = report["module"]
+    if report.get("error") and report["deletions"] is None:
+        return ["%s: %s" % (name, report["error"])]
+    lines = []
+    deletions = report.get("deletions")
+    if deletions:
+        destroyed = deletions.get("destroyed") or {}
+        kinds = ", ".join("%s %d" % (kind, count) for kind, count in sorted(destroyed.items()))
+        lines.append("%s: deletions: %d write intent(s) of stopped processes collected, %d "
+                     "piece(s) of data destroyed%s, %d failed, %d still being read (destroyed "
+                     "later), %d pending" % (
+                         name, deletions.get("collected", 0), deletions.get("done", 0),
+                         " (%s)" % kinds if kinds else "", deletions.get("failed", 0),
+                         deletions.get("still_read", 0), report.get("pending") or 0))
+        for error in deletions.get("errors") or []:
+            lines.append("  deletion failed: %s" % error)
+    if report.get("journal") is not None:
+        items = _flatten(report["journal"])
+        lines.append("%s: module repair: %s" % (name, "; ".join(items) if items
+                                                  else "nothing to do"))
+    if report.get("objects_pass"):
+        parts = ["%s: %d object(s) checked" % (name, report["objects"])]
+        items = _flatten(report["summary"])
+        if items:
+            parts.append(", ".join(items))
+        if report["failed"]:
+            parts.append("%d failed" % len(report["failed"]))
+        lines.append("; ".join(parts))
     if report.get("error"):
-        return "%s: %s" % (report["module"], report["error"])
-    if report["journal"] is None and report["deletions"] and not report["objects"]:
-        deletions = report["deletions"]
-        return "%s: %d pending deletion(s) done, %d failed" % (
-            report["module"], deletions["done"], deletions["failed"])
-    parts = ["%s: %d object(s) checked" % (report["module"], report["objects"])]
-    if report["summary"]:
-        parts.append(", ".join("%s %s" % (key, value) for key, value in
-                               sorted(report["summary"].items()) if not isinstance(value, dict)))
-    if report["failed"]:
-        parts.append("%d failed" % len(report["failed"]))
-    return "; ".join(part for part in parts if part)
+        lines.append("%s: %s" % (name, report["error"]))
+    return lines
 
 
 # -- helpers -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 from modules.errors import ConfigurationError, StorageError
 from modules.loader import load_module
 
+from modules.host.garbage import GarbageCollector
 from modules.host.http import HttpError, Request, Response, empty_response, json_response
 from modules.redaction import redact
 from modules.host.registry import Lease, ModuleRegistry, UnknownModule
@@ -48,10 +49,10 @@ def module_statistics(lease: Lease, name: str) -> Tuple[Optional[Dict[str, Any]]
 class ConfigService:
     """Handlers for the provisioning API."""
 
-    def __init__(self, store: Store, registry: ModuleRegistry):
+    def __init__(self, store: Store, registry: ModuleRegistry, collector: GarbageCollector):
         self._store = store
         self._registry = registry
-        self._repair = RepairService(store)
+        self._repair = RepairService(store, collector)
 
     def handle(self, request: Request, lease: Lease) -> Response:
         """Dispatch on method and path.
@@ -116,7 +117,9 @@ class ConfigService:
         else:
             body["capabilities"] = dict(lease.module(name).capabilities)
         body["objects"] = self._store.count_objects(name)
+        # The number DELETE checks: data waiting to be destroyed and writes in progress.
         body["pending_deletions"] = self._store.count_garbage(name)
+        body["pending_by_kind"] = self._store.garbage_counts(name)
         return json_response(200, body, head=request.method == "HEAD")
 
     def put(self, request: Request, name: str) -> Response:
@@ -180,7 +183,7 @@ class ConfigService:
         """
         if self._store.get_module(name) is None:
             raise HttpError(404, "no module is configured under the name %r" % name)
-        body = request.read_json() if request.content_length() else {}
+        body = request.read_json() if request.has_body() else {}
         if not isinstance(body, dict):
             raise HttpError(400, "the repair body must be a JSON object")
         try:

@@ -2,35 +2,46 @@
 
 ``policy`` names a configured module; ``(policy, key)`` identifies an
 object. Bodies stream both ways in chunks; the index row is written only
-after the module stored the data, and replaced data is deleted only after
-the index points at the new data.
+after the module stored the data, and data the index stops using is
+destroyed only once no read can still use it (:mod:`modules.host.pins`,
+:mod:`modules.host.garbage`). Conditional requests follow RFC 9110
+section 13 (:mod:`modules.host.conditions`); representation headers and
+``X-Object-Meta-*`` are stored with the object (:mod:`modules.host.metadata`).
 """
-import email.utils
 import logging
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote
+
+from werkzeug.http import http_date
 
 from modules.errors import (
     DataCorrupted,
     InvalidModuleData,
+    LocationUnavailable,
     StorageError,
 )
 
+from modules.host.conditions import PreconditionFailed, Preconditions, etag_of, last_modified_of
+from modules.host.garbage import GarbageCollector
 from modules.host.http import (
     READ_CHUNK_SIZE,
     BodyReader,
+    FileResponse,
     HttpError,
     Request,
     Response,
     empty_response,
     json_response,
+    streamed_response,
 )
+from modules.host.metadata import META_PREFIX, content_type, merged, stored_headers
+from modules.host.pins import ReadPins
 from modules.host.ranges import Unsatisfiable, parse_range
 from modules.host.registry import Lease, UnknownModule
-from modules.host.store import GarbageItem, ObjectRecord, Store
+from modules.host.store import ObjectRecord, Store
 
-__all__ = ["ObjectService", "delete_garbage", "split_object_path", "MAX_KEY_BYTES"]
+__all__ = ["ObjectService", "split_object_path", "MAX_KEY_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,8 @@ MAX_LIST_LIMIT = 10000
 
 _PREFIX = "/objects/"
 _DEFAULT_TYPE = "application/octet-stream"
+
+_Check = Optional[Callable[[Optional[ObjectRecord]], None]]
 
 
 def split_object_path(path: str) -> Tuple[str, str]:
@@ -61,46 +74,32 @@ def split_object_path(path: str) -> Tuple[str, str]:
     return policy, key
 
 
-def delete_garbage(store: Store, lease: Lease, item: GarbageItem) -> bool:
-    """Destroy the data of a garbage item unless an index row uses it again.
-
-    Failures are logged and counted on the item, which stays for
-    ``vsm repair``.
-
-    Returns:
-        bool: True when the item is gone.
-    """
-    try:
-        if not store.is_referenced(item.policy, item.module_data):
-            lease.module(item.policy).delete(lease.context(item.policy), item.module_data)
-        store.garbage_done(item.id)
-        return True
-    except StorageError as error:
-        log.warning("could not delete %s data in module %r (left for 'vsm repair'): %s",
-                    item.kind, item.policy, error)
-        try:
-            store.garbage_failed(item.id, "%s: %s" % (type(error).__name__, error))
-        except StorageError:
-            log.exception("could not record the failed deletion")
-        return False
-
-
 class ObjectService:
-    """Handlers for ``/objects/...``; each returns a :class:`Response`."""
+    """Handlers for ``/objects/...``; each returns a :class:`Response`.
 
-    def __init__(self, store: Store, chunk_size: int = READ_CHUNK_SIZE):
+    Args:
+        store: the index.
+        pins: this process's in-flight reads (GETs pin what they look up).
+        collector: destroys data the index stops using, when no read can
+            still use it.
+        chunk_size: bytes per read of a module stream.
+    """
+
+    def __init__(self, store: Store, pins: ReadPins, collector: GarbageCollector,
+                 chunk_size: int = READ_CHUNK_SIZE):
         self._store = store
+        self._pins = pins
+        self._collector = collector
         self._chunk_size = chunk_size
 
     def handle(self, request: Request, lease: Lease) -> Response:
         """Dispatch on method and path.
 
         Returns:
-            Response: the answer; a streamed body releases ``lease`` itself
-            (see :meth:`Response`); otherwise the caller releases it.
+            Response: the answer.
 
         Raises:
-            HttpError: client errors (400, 404, 405, 411, 416 ...).
+            HttpError: client errors (400, 404, 405, 411, 412, 416 ...).
             StorageError: from the module, mapped by the caller.
         """
         policy, key = split_object_path(request.path)
@@ -115,38 +114,59 @@ class ObjectService:
                 return self.copy(request, lease, policy, key)
             return self.put(request, lease, policy, key)
         if request.method == "DELETE":
-            return self.delete(lease, policy, key)
+            return self.delete(request, lease, policy, key)
         raise HttpError(405, "objects support GET, HEAD, PUT and DELETE",
                         headers=[("Allow", "GET, HEAD, PUT, DELETE")])
 
     # -- reading ----------------------------------------------------------
 
     def get(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
-        """GET or HEAD one object, honouring a single ``Range`` and ``If-None-Match``.
+        """GET or HEAD one object, honouring a single ``Range`` and the conditional headers.
+
+        The read is pinned before the key is looked up: an overwrite or a
+        delete meanwhile does not destroy the data until the response ends.
 
         Returns:
             Response: 200, 206, 304 or 416; GET bodies stream from the module.
 
         Raises:
-            HttpError: 404 when the key is not in the index.
+            HttpError: 404 when the key is not in the index; 412 for a false
+                ``If-Match``/``If-Unmodified-Since``.
             ObjectNotFound, LocationUnavailable, DataCorrupted: from the module.
         """
+        pin = self._pins.begin()
+        try:
+            response = self._get(request, lease, policy, key)
+        except BaseException:
+            pin.release()
+            raise
+        response.call_on_close(pin.release)
+        return response
+
+    def _get(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
         record = self._record(policy, key)
         module, context = _module(lease, policy)
+        headers = _object_headers(record)
+        conditions = Preconditions(request)
+        try:
+            conditions.check(record)
+        except PreconditionFailed as failed:
+            if failed.status != 304:
+                raise
+            return empty_response(304, headers)
         size = module.get_size(context, record.module_data)
         if size != record.size:
             raise DataCorrupted("%s/%s holds %d bytes in module %r, but %d were stored"
                                 % (policy, key, size, policy, record.size),
                                 module_data=record.module_data, location=policy)
-        headers = _object_headers(record)
-        if record.sha256 and _etag_matches(request.header("If-None-Match"), record.sha256):
-            return Response(304, headers, [])
-        try:
-            byte_range = parse_range(request.header("Range"), size)
-        except Unsatisfiable:
-            raise HttpError(416, "the range %r lies outside the object's %d bytes"
-                            % (request.header("Range"), size),
-                            headers=[("Content-Range", "bytes */%d" % size)]) from None
+        byte_range = None
+        if conditions.range_applies(record):
+            try:
+                byte_range = parse_range(request.header("Range"), size)
+            except Unsatisfiable:
+                raise HttpError(416, "the range %r lies outside the object's %d bytes"
+                                % (request.header("Range")[:100], size),
+                                headers=[("Content-Range", "bytes */%d" % size)]) from None
         if byte_range is None:
             status, first, length = 200, 0, size
         else:
@@ -154,17 +174,21 @@ class ObjectService:
             headers.append(("Content-Range", "bytes %d-%d/%d" % (byte_range + (size,))))
         headers.append(("Content-Length", str(length)))
         if request.method == "HEAD" or length == 0:
-            return Response(status, headers, [])
+            return Response([], status=status, headers=headers)  # keeps our Content-Length
         stream = module.get_read_stream(context, record.module_data)
         try:
             if first:
                 stream.seek(first)
+            descriptor = _descriptor(stream) if "wsgi.file_wrapper" in request.environ else None
+            if descriptor is not None:
+                return FileResponse(_FileBody(stream, descriptor, first, length), status,
+                                    headers)
             body = _StreamBody(stream, length, self._chunk_size, "%s/%s" % (policy, key))
             body.prefetch()
         except BaseException:
             stream.close()
             raise
-        return Response(status, headers, body)
+        return streamed_response(status, headers, body)
 
     def list(self, request: Request, policy: str) -> Response:
         """List keys of ``policy``: ``?prefix=&after=&limit=`` (at most 10000).
@@ -178,14 +202,17 @@ class ObjectService:
         """
         if self._store.get_module(policy) is None:
             raise HttpError(404, "no module is configured under the name %r" % policy)
-        try:
-            limit = int(request.query.get("limit", "1000"))
-        except ValueError:
-            raise HttpError(400, "limit must be a number") from None
+        text = request.query.get("limit", "1000").strip()
+        if not text.isdigit() or not text.isascii() or len(text) > 6:
+            raise HttpError(400, "limit must be a number from 1 to %d" % MAX_LIST_LIMIT)
+        limit = int(text)
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise HttpError(400, "limit must be between 1 and %d" % MAX_LIST_LIMIT)
-        rows = self._store.list_objects(policy, prefix=request.query.get("prefix", ""),
-                                        after=request.query.get("after", ""), limit=limit + 1)
+        prefix, after = request.query.get("prefix", ""), request.query.get("after", "")
+        if len(prefix.encode("utf-8", "replace")) > MAX_KEY_BYTES or \
+                len(after.encode("utf-8", "replace")) > MAX_KEY_BYTES:
+            raise HttpError(400, "prefix and after are keys: at most %d bytes" % MAX_KEY_BYTES)
+        rows = self._store.list_objects(policy, prefix=prefix, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         return json_response(200, {
@@ -199,30 +226,40 @@ class ObjectService:
     def put(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
         """Store the request body as ``policy/key``, replacing any previous object.
 
+        Preconditions are checked before the body is read (a 412 costs no
+        upload) and again in the transaction that switches the index.
+
         Returns:
             Response: 201 (new) or 200 (replaced) with the object's description.
 
         Raises:
-            HttpError: 411 without a length; 404 for an unknown policy.
+            HttpError: 400 (metadata over its limits), 404 (unknown policy),
+                411 (no length), 412 (a precondition is false).
             SourceStreamError: the client's body ended early.
             InsufficientStorage, LocationUnavailable: from the module.
         """
         module, context = _module(lease, policy)
+        check = self._preconditions(request, policy, key)
+        headers = stored_headers(request)
+        kind = content_type(request)
         reader = request.body_reader()
         module_data = _checked_module_data(module.new_data(context), policy)
-        intent = self._store.add_intent(policy, module_data)
+        intent = self._store.add_intent(policy, module_data, str(self._pins.identity()))
         try:
             module.assign(context, module_data, reader)
             if not reader.at_end() or reader.read(1):
                 raise DataCorrupted("module %r returned from assign without reading the whole "
                                     "body (a bug in the module)" % policy, location=policy)
-        except BaseException:
-            self._abandon(lease, intent)
+        except BaseException as error:
+            # A module that could not reach its storage before touching the body stored
+            # nothing: no garbage to keep (so a never-reachable module can be deleted).
+            unreached = reader.read_calls == 0 and isinstance(error, LocationUnavailable)
+            self._abandon(lease, intent, stored_nothing=unreached)
             raise
         record = ObjectRecord(policy=policy, key=key, module_data=module_data,
                               size=reader.bytes_read, created=time.time(),
-                              sha256=reader.sha256(), content_type=_content_type(request))
-        return self._commit(lease, record, intent)
+                              sha256=reader.sha256(), content_type=kind, headers=headers)
+        return self._commit(lease, record, intent, check)
 
     def copy(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
         """Server-side copy from ``X-Copy-From: /objects/<policy>/<key>``.
@@ -231,19 +268,32 @@ class ObjectService:
         into ``new_data`` and ``assign``. Into another module: the seeds'
         replication: ``available(source module_data)`` first, ``assign``
         under the same module_data only when it says False (a module that
-        rejects foreign module_data gets ``new_data``).
+        rejects foreign module_data gets ``new_data``). The source's stored
+        headers and metadata are copied; those given with the request
+        replace them name by name.
 
         Returns:
             Response: 201 or 200 with the new object's description.
 
         Raises:
-            HttpError: 400 (bad header), 404 (no such source object).
+            HttpError: 400 (bad header), 404 (no such source object), 412.
             DataCorrupted: the source's bytes do not match its size or checksum.
             StorageError: from either module.
         """
         source_policy, source_key = split_object_path(_decode_copy_source(request))
         if not source_key:
             raise HttpError(400, "X-Copy-From must name an object, not a policy")
+        check = self._preconditions(request, policy, key)
+        given = stored_headers(request)
+        pin = self._pins.begin()  # the source must not be destroyed while it is copied
+        try:
+            return self._copy(request, lease, policy, key, source_policy, source_key, check,
+                              given)
+        finally:
+            pin.release()
+
+    def _copy(self, request: Request, lease: Lease, policy: str, key: str, source_policy: str,
+              source_key: str, check: _Check, given) -> Response:
         source = self._record(source_policy, source_key, "copy source ")
         source_module, source_context = _module(lease, source_policy)
         module, context = _module(lease, policy)
@@ -259,17 +309,19 @@ class ObjectService:
             except InvalidModuleData:
                 present = None  # the target keeps data under its own module_data
         base = dict(policy=policy, key=key, size=size, created=time.time(),
-                    sha256=source.sha256, content_type=source.content_type)
+                    sha256=source.sha256,
+                    content_type=content_type(request) if request.header("Content-Type")
+                    else source.content_type, headers=merged(source.headers, given))
         if present is True:
             log.info("copy %s/%s -> %s/%s: module %r already holds the data", source_policy,
                      source_key, policy, key, policy)
             return self._commit(lease, ObjectRecord(module_data=source.module_data,
-                                                    borrowed=True, **base), None)
+                                                    borrowed=True, **base), None, check)
         if present is False:
             module_data = source.module_data
         else:
             module_data = _checked_module_data(module.new_data(context), policy)
-        intent = self._store.add_intent(policy, module_data)
+        intent = self._store.add_intent(policy, module_data, str(self._pins.identity()))
         try:
             with source_module.get_read_stream(source_context, source.module_data) as stream:
                 reader = BodyReader(stream, size, short_error=_short_source(source_policy))
@@ -284,28 +336,40 @@ class ObjectService:
         except BaseException:
             self._abandon(lease, intent)
             raise
-        return self._commit(lease, ObjectRecord(module_data=module_data, **base), intent)
+        return self._commit(lease, ObjectRecord(module_data=module_data, **base), intent, check)
 
-    def delete(self, lease: Lease, policy: str, key: str) -> Response:
+    def delete(self, request: Request, lease: Lease, policy: str, key: str) -> Response:
         """Remove ``policy/key`` from the index, then destroy its data.
 
-        A module that cannot delete now leaves the data for ``vsm repair``;
-        the object is gone either way.
+        The data is destroyed once no read can still use it; a module that
+        cannot delete now leaves it for ``vsm repair``. The object is gone
+        either way.
 
         Returns:
             Response: 204.
 
         Raises:
-            HttpError: 404 when the key is not in the index.
+            HttpError: 404 when the key is not in the index; 412 for a false
+                precondition.
         """
-        record, garbage = self._store.delete_object(policy, key)
+        conditions = Preconditions(request)
+        record, garbage = self._store.delete_object(
+            policy, key, precondition=conditions.check if conditions else None)
         if record is None:
             raise HttpError(404, "no object %r under policy %r" % (key, policy))
         if garbage is not None:
-            delete_garbage(self._store, lease, garbage)
+            self._collector.destroy(lease, garbage)
         return empty_response(204)
 
     # -- helpers ----------------------------------------------------------
+
+    def _preconditions(self, request: Request, policy: str, key: str) -> _Check:
+        """Check a write's preconditions now; return the check to repeat at commit (or None)."""
+        conditions = Preconditions(request)
+        if not conditions:
+            return None
+        conditions.check(self._store.get_object(policy, key))
+        return conditions.check
 
     def _record(self, policy: str, key: str, what: str = "") -> ObjectRecord:
         record = self._store.get_object(policy, key)
@@ -313,34 +377,34 @@ class ObjectService:
             raise HttpError(404, "no %sobject %r under policy %r" % (what, key, policy))
         return record
 
-    def _commit(self, lease: Lease, record: ObjectRecord, intent: Optional[int]) -> Response:
+    def _commit(self, lease: Lease, record: ObjectRecord, intent: Optional[int],
+                check: _Check) -> Response:
         try:
-            replaced, garbage = self._store.put_object(record, intent)
+            replaced, garbage = self._store.put_object(record, intent, precondition=check)
         except BaseException:
             if intent is not None:
                 self._abandon(lease, intent)
             raise
         if garbage is not None:
-            delete_garbage(self._store, lease, garbage)
+            self._collector.destroy(lease, garbage)
         return json_response(200 if replaced else 201, _describe(record),
-                             headers=[("ETag", '"%s"' % record.sha256)] if record.sha256 else [])
+                             headers=[("ETag", etag_of(record))] if record.sha256 else [])
 
-    def _abandon(self, lease: Lease, intent: int) -> None:
+    def _abandon(self, lease: Lease, intent: int, stored_nothing: bool = False) -> None:
         """Turn a failed write's intent into garbage and try to delete it now."""
         try:
-            item = self._store.drop_intent(intent, garbage=True)
+            item = self._store.drop_intent(intent, garbage=not stored_nothing)
         except StorageError:
             log.exception("could not record an abandoned write (left as an intent)")
             return
         if item is not None:
-            delete_garbage(self._store, lease, item)
+            self._collector.destroy(lease, item)
 
 
 class _StreamBody:
     """The WSGI body of a GET: ``length`` bytes from an open read stream.
 
-    ``close()`` (called by the server) closes the stream and runs the
-    ``on_close`` callbacks (the app adds its lease release there).
+    ``close()`` (called by the server through the response) closes the stream.
     """
 
     def __init__(self, stream, length: int, chunk_size: int, name: str):
@@ -349,7 +413,6 @@ class _StreamBody:
         self._chunk_size = chunk_size
         self._name = name
         self._first: Optional[bytes] = None
-        self.on_close = []
 
     def prefetch(self) -> None:
         """Read the first chunk now, so storage errors still get a proper status."""
@@ -376,15 +439,80 @@ class _StreamBody:
             yield data
 
     def close(self) -> None:
-        """Close the read stream and run the close callbacks."""
+        """Close the read stream."""
         try:
             self._stream.close()
         except Exception:
             log.exception("closing the read stream of %s failed", self._name)
-        finally:
-            callbacks, self.on_close = self.on_close, []
-            for callback in callbacks:
+
+
+class _FileBody:
+    """The bytes ``[start, start + length)`` of a module stream over a real file, for
+    ``wsgi.file_wrapper``.
+
+    A server that sends files itself gets the descriptor (:meth:`fileno`)
+    and the absolute offset (:meth:`tell`), and passes both to
+    ``sendfile(2)``, which does not move the stream; any other server reads
+    it, within the window only. :meth:`close` closes the stream, then runs
+    ``on_close`` (the pin and lease releases).
+    """
+
+    def __init__(self, stream, descriptor: int, start: int, length: int):
+        self._stream = stream
+        self._descriptor = descriptor
+        self._position = start
+        self._end = start + length
+        self.on_close: List[Callable[[], None]] = []
+
+    def fileno(self) -> int:
+        """Return the file descriptor of the stored file."""
+        return self._descriptor
+
+    def tell(self) -> int:
+        """Return the absolute offset the next byte comes from."""
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move within the window (whence 0: absolute offset, 1: relative, 2: from its end)."""
+        base = {0: 0, 1: self._position, 2: self._end}[whence]
+        self._position = max(0, min(base + offset, self._end))
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes of the window (b'' at its end)."""
+        remaining = self._end - self._position
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        if size <= 0:
+            return b""
+        self._stream.seek(self._position)
+        data = self._stream.read(size)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        """Close the stream, then run ``on_close`` (each one even if another fails)."""
+        try:
+            self._stream.close()
+        except Exception:
+            log.exception("closing a read stream failed")
+        callbacks, self.on_close = self.on_close, []
+        for callback in callbacks:
+            try:
                 callback()
+            except Exception:
+                log.exception("a close callback of a file response failed")
+
+
+def _descriptor(stream) -> Optional[int]:
+    """Return the descriptor of a read stream over a real file, or None (then it is read)."""
+    fileno = getattr(stream, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        return fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return None
 
 
 def _module(lease: Lease, policy: str):
@@ -418,30 +546,17 @@ def _short_source(policy: str):
     return error
 
 
-def _content_type(request: Request) -> Optional[str]:
-    value = request.header("Content-Type")
-    if value is None or len(value) > 255 or "\n" in value or "\r" in value:
-        return None
-    return value
-
-
-def _etag_matches(header: Optional[str], sha256: str) -> bool:
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return True
-    tags = [tag.strip().lstrip("W/").strip('"') for tag in header.split(",")]
-    return sha256 in tags
-
-
-def _object_headers(record: ObjectRecord):
+def _object_headers(record: ObjectRecord) -> List[Tuple[str, str]]:
+    """Return the headers of a GET, HEAD or 304 for ``record`` (without lengths)."""
+    stored = list(record.headers)
     headers = [("Content-Type", record.content_type or _DEFAULT_TYPE),
                ("Accept-Ranges", "bytes"),
-               ("Last-Modified", email.utils.formatdate(record.created, usegmt=True)),
-               ("Cache-Control", "no-cache")]
+               ("Last-Modified", http_date(last_modified_of(record)))]
+    if not any(name.lower() == "cache-control" for name, _ in stored):
+        headers.append(("Cache-Control", "no-cache"))
     if record.sha256:
-        headers.append(("ETag", '"%s"' % record.sha256))
-    return headers
+        headers.append(("ETag", etag_of(record)))
+    return headers + stored
 
 
 def _describe(record: ObjectRecord) -> Dict[str, Any]:
@@ -452,4 +567,8 @@ def _describe(record: ObjectRecord) -> Dict[str, Any]:
         "created": record.created,
         "sha256": record.sha256,
         "content_type": record.content_type or _DEFAULT_TYPE,
+        "headers": {name: value for name, value in record.headers
+                    if not name.startswith(META_PREFIX)},
+        "metadata": {name[len(META_PREFIX):]: value for name, value in record.headers
+                     if name.startswith(META_PREFIX)},
     }

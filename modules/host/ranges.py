@@ -1,10 +1,16 @@
-"""The ``Range`` request header (RFC 9110 section 14), single byte ranges only."""
+"""The ``Range`` request header (RFC 9110 section 14), single byte ranges only.
+
+Parsing is Werkzeug's (:func:`werkzeug.http.parse_range_header`); this
+module only applies the host's policy on top of it.
+"""
 import re
 from typing import Optional, Tuple
 
+from werkzeug.http import parse_range_header
+
 __all__ = ["parse_range", "Unsatisfiable"]
 
-_RANGE = re.compile(r"\A\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.IGNORECASE)
+_ZERO_SUFFIX = re.compile(r"\A\s*bytes\s*=\s*-\s*0+\s*\Z", re.IGNORECASE)
 
 
 class Unsatisfiable(Exception):
@@ -16,30 +22,26 @@ def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
 
     Returns None when the whole object should be sent with 200: no header,
     or a header that is not a single valid byte range (several ranges,
-    other units, malformed text, last < first: RFC 9110 lets a server
-    ignore those). A range reaching past the end is cut to the end.
+    other units, malformed text, last < first: RFC 9110 section 14.2 lets a
+    server ignore those). A range reaching past the end is cut to the end.
 
     Raises:
         Unsatisfiable: the range starts at or after the end, asks for a
-            zero-length suffix, or the object is empty.
+            zero-length suffix, or the object is empty (RFC 9110 section 15.5.17).
     """
     if header is None:
         return None
-    match = _RANGE.match(header)
-    if match is None:
-        return None
-    first_text, last_text = match.groups()
-    if not first_text and not last_text:
-        return None
-    if not first_text:  # suffix: the last N bytes
-        suffix = int(last_text)
-        if suffix == 0 or size == 0:
-            raise Unsatisfiable()
-        return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last_text and last < first:
-        return None  # invalid range: ignore the header
-    if first >= size:
+    if _ZERO_SUFFIX.match(header):  # Werkzeug rejects "-0"; RFC 9110 14.1.1: nothing to send
         raise Unsatisfiable()
-    return first, min(last, size - 1)
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units.lower() != "bytes" or len(parsed.ranges) != 1:
+        return None
+    start, stop = parsed.ranges[0]
+    if start < 0:  # suffix: the last -start bytes
+        if size == 0:
+            raise Unsatisfiable()
+        return max(0, size + start), size - 1
+    if start >= size:
+        raise Unsatisfiable()
+    last = size - 1 if stop is None else min(stop - 1, size - 1)
+    return start, last

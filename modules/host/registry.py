@@ -18,6 +18,7 @@ from modules.context import make_context
 from modules.errors import ConfigurationError
 from modules.loader import load_module
 
+from modules.host import forking
 from modules.host.store import ModuleConfig, Store
 
 __all__ = ["ModuleRegistry", "Lease", "UnknownModule"]
@@ -87,6 +88,7 @@ class ModuleRegistry:
         self._active: Counter = Counter()
         self._retired: List[Tuple[int, str, StorageModule]] = []
         self._closed = False
+        forking.register(self)
 
     # -- leases -----------------------------------------------------------
 
@@ -101,6 +103,28 @@ class ModuleRegistry:
             epoch = self._epoch
             self._active[epoch] += 1
         return Lease(self, epoch)
+
+    def _before_fork(self) -> None:
+        """Retire every instance (closed once no request uses it; at once in a process that
+        serves nothing, as a pre-forking server's parent): children start without any."""
+        with self._lock:
+            if self._closed:
+                return
+            for name in list(self._entries):
+                self._retire(name)
+            self._generation = None
+            closable = self._closable()
+        _close_all(closable)
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's instances (their threads and connections stayed in the
+        parent; closing them here could disturb it): the child creates its own."""
+        self._lock = threading.Lock()
+        self._entries = {}
+        self._creating = {}
+        self._retired = []
+        self._active = Counter()
+        self._generation = None
 
     def _release(self, epoch: int) -> None:
         with self._lock:

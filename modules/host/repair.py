@@ -3,9 +3,11 @@
 A repair is driven by the client in steps, so that it can show progress and
 no request runs for hours:
 
-* ``{}`` (the journal step): ``module.repair(context)`` (a replica drains
-  its journal of missed writes and deletes) and a retry of deletions left
-  pending in the index;
+* ``{}`` (the journal step): the write intents of processes that are gone
+  are collected, data no index row and no read uses any more is destroyed
+  (deletions left pending included, see :mod:`modules.host.garbage`), then
+  ``module.repair(context)`` (a replica drains its journal of missed
+  writes and deletes, and a module sweeps its stale temporaries);
 * ``{"after": KEY, "limit": N}`` (an objects step): ``module.repair(context,
   module_data)`` for the next N objects of the policy in key order;
 * ``{"after": KEY, "limit": N, "scrub": true}`` (a scrub step, for modules
@@ -22,8 +24,8 @@ from typing import Any, Dict, List
 from modules.errors import StorageError, Unsupported
 from modules.reports import add_counts
 
+from modules.host.garbage import GarbageCollector
 from modules.host.http import HttpError
-from modules.host.objects import delete_garbage
 from modules.host.registry import Lease
 from modules.host.store import Store
 
@@ -41,15 +43,19 @@ GARBAGE_PER_STEP = 1000
 class RepairService:
     """Run repair steps against the modules of ``store``."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, collector: GarbageCollector):
         self._store = store
+        self._collector = collector
 
     def run(self, lease: Lease, name: str, body: Dict[str, Any]) -> Dict[str, Any]:
         """Run the step ``body`` describes for module ``name``.
 
         Returns:
             dict: for the journal step ``{"module", "step": "journal",
-            "summary", "deletions": {"done", "failed"}, "objects"}``; for an
+            "supported", "summary" (the module's own report), "error" (why
+            the module's repair failed, or None), "deletions":
+            {"done", "failed", "collected", "still_read", "destroyed": {kind:
+            n}, "errors": [...]}, "pending", "objects"}``; for an
             objects step ``{"module", "step": "objects", "done", "next",
             "total", "summary", "failed": [{"key", "error"}]}``.
 
@@ -69,17 +75,18 @@ class RepairService:
 
     def _journal_step(self, lease: Lease, name: str) -> Dict[str, Any]:
         module, context = lease.module(name), lease.context(name)
-        done = failed = 0
-        for item in self._store.pending_garbage(name, limit=GARBAGE_PER_STEP):
-            if delete_garbage(self._store, lease, item):
-                done += 1
-            else:
-                failed += 1
+        sweep = self._collector.run(lease, name, limit=GARBAGE_PER_STEP)
+        done = sum(sweep.destroyed.values())
         supported = bool(module.capabilities.get("repair"))
         summary = None
+        module_error = None
         if supported:
-            summary = module.repair(context)
-        elif not (done or failed):
+            try:
+                summary = module.repair(context)
+            except StorageError as error:  # keep the deletions' report; say what failed
+                log.warning("repair of module %r failed: %s", name, error)
+                module_error = "%s: %s" % (type(error).__name__, error)
+        elif not (done or sweep.failed or sweep.still_read or sweep.collected):
             raise Unsupported("module %r (%s) has nothing to repair" % (
                 name, type(module).__name__))
         return {
@@ -87,7 +94,12 @@ class RepairService:
             "step": "journal",
             "supported": supported,
             "summary": summary,
-            "deletions": {"done": done, "failed": failed},
+            "error": module_error,
+            "deletions": {"done": done, "failed": len(sweep.failed),
+                          "collected": sweep.collected, "still_read": sweep.still_read,
+                          "destroyed": dict(sweep.destroyed),
+                          "errors": [item["error"] for item in sweep.failed[:20]]},
+            "pending": self._store.count_garbage(name),
             "objects": self._store.count_objects(name),
         }
 

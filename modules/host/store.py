@@ -9,12 +9,19 @@ Tables:
 * ``modules``: configured vendor modules (name, dotted path, description,
   JSON args, a revision bumped on every change).
 * ``objects``: the object index, ``(policy, key) -> module_data, size,
-  sha256, content type, created``. ``policy`` is the name of a configured
+  sha256, content type, created, headers`` (the representation headers and
+  user metadata given at upload, JSON). ``policy`` is the name of a configured
   module; the key is any UTF-8 text and is never used as a file path.
 * ``garbage``: module_data waiting to be destroyed. A row is written in the
   same transaction that stops referencing the data (overwrite, delete), so a
   crash never loses track of stored bytes; write intents are recorded
-  before a new object is stored for the same reason.
+  before a new object is stored for the same reason, with the writing
+  process's identity (:mod:`modules.host.processes`) so that the intents of
+  a process that is gone are collected at once. The row id is a sequence
+  that only grows: reads remember its value when they look a key up (see
+  :mod:`modules.host.pins`).
+* ``readers``: one row per serving process: which retired data its
+  in-flight reads may still use (see :mod:`modules.host.pins`).
 * ``meta``: schema version, configuration generation, first-start flag.
 """
 import contextlib
@@ -26,12 +33,13 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from modules.errors import LocationUnavailable
+from modules.host import forking
 
-__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ModuleInUse", "DB_FILENAME",
-           "string_arguments"]
+__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ReaderRow", "ModuleInUse",
+           "DB_FILENAME", "string_arguments", "RETIRED_KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +52,17 @@ DEFAULT_POOL_SIZE = 8
 #: Seconds a writer waits for another process's transaction to finish.
 DEFAULT_BUSY_TIMEOUT = 30.0
 
-#: Write intents younger than this are never collected (the write may still be running).
+#: Write intents of a process on another machine (whose liveness cannot be checked) are
+#: collected once they are older than this (the write may still be running until then).
 INTENT_GRACE_SECONDS = 24 * 3600.0
 
-_SCHEMA_VERSION = "1"
+#: Garbage kinds that held a committed object: requests may still be reading them.
+RETIRED_KINDS = ("replaced", "deleted")
+
+_SCHEMA_VERSION = "2"
+
+_OBJECT_COLUMNS = "policy, key, module_data, size, created, sha256, content_type, borrowed, headers"
+_GARBAGE_COLUMNS = "id, policy, module_data, kind, since, attempts, last_error, writer"
 
 # Sorts after any key starting with a given prefix (the largest code point, U+10FFFF,
 # twice: only keys continuing the prefix with two of these non-characters would be missed).
@@ -75,6 +90,7 @@ CREATE TABLE IF NOT EXISTS objects (
     content_type TEXT,
     created REAL NOT NULL,
     borrowed INTEGER NOT NULL DEFAULT 0,
+    headers TEXT,
     PRIMARY KEY (policy, key)
 );
 CREATE INDEX IF NOT EXISTS objects_by_data ON objects (policy, module_data);
@@ -85,10 +101,23 @@ CREATE TABLE IF NOT EXISTS garbage (
     kind TEXT NOT NULL,
     since REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    writer TEXT
 );
 CREATE INDEX IF NOT EXISTS garbage_by_policy ON garbage (policy, id);
+CREATE TABLE IF NOT EXISTS readers (
+    process TEXT PRIMARY KEY,
+    published INTEGER NOT NULL,
+    oldest INTEGER,
+    updated REAL NOT NULL
+);
 """
+
+# Schema 1 (the first release) lacked the stored headers, the intents' writer and readers.
+_MIGRATE_FROM_1 = (
+    "ALTER TABLE objects ADD COLUMN headers TEXT",
+    "ALTER TABLE garbage ADD COLUMN writer TEXT",
+)
 
 
 class ModuleInUse(Exception):
@@ -124,6 +153,8 @@ class ObjectRecord:
     sha256: Optional[str] = None
     content_type: Optional[str] = None
     borrowed: bool = False
+    #: Representation headers and ``X-Object-Meta-*`` given at upload, as (name, value) pairs.
+    headers: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,28 @@ class GarbageItem:
     since: float
     attempts: int
     last_error: Optional[str]
+    #: For an intent: the identity of the writing process (``str(ProcessIdentity)``).
+    writer: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ReaderRow:
+    """What one serving process published about its in-flight reads.
+
+    Every read it starts from now on, and every read in flight when it
+    published, looked its key up at garbage sequence ``oldest`` or later
+    (``oldest`` is None when no read was in flight: then ``published``).
+    """
+
+    process: str
+    published: int
+    oldest: Optional[int]
+    updated: float
+
+    def protects(self, item_id: int) -> bool:
+        """Return True when a read of this process may still use garbage item ``item_id``."""
+        lowest = self.published if self.oldest is None else min(self.oldest, self.published)
+        return lowest < item_id
 
 
 class Store:
@@ -157,6 +210,7 @@ class Store:
             raise ValueError("pool_size must be at least 1")
         self.path = path
         self._busy_timeout = busy_timeout
+        self._pool_size = pool_size
         self._idle: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._all: List[sqlite3.Connection] = []
@@ -164,6 +218,7 @@ class Store:
         self._closed = False
         _create_private_file(path)
         self._create_schema()
+        forking.register(self)
 
     # -- connections ------------------------------------------------------
 
@@ -198,6 +253,39 @@ class Store:
         finally:
             self._slots.release()
 
+    def _before_fork(self) -> None:
+        """Close the idle connections, so that no open database is carried into the child.
+
+        SQLite keeps per-process lock state for open files; a child that
+        inherits it from open connections may misjudge its locks (sqlite.org
+        FAQ: "do not carry an open SQLite database across a fork()"). The
+        parent reopens connections on demand.
+        """
+        if self._closed:
+            return
+        with self._lock:
+            idle = []
+            while True:
+                try:
+                    idle.append(self._idle.get_nowait())
+                except queue.Empty:
+                    break
+            self._all = [db for db in self._all if db not in idle]
+        for db in idle:
+            db.close()
+
+    def _after_fork_in_child(self) -> None:
+        """Leave the parent's connections alone in a forked child and open new ones.
+
+        SQLite connections must not be carried across fork() (sqlite.org,
+        "How To Corrupt An SQLite Database File", section 2.6); closing them
+        here could release the parent's locks, so they are only dropped.
+        """
+        self._lock = threading.Lock()
+        self._idle = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self._pool_size)
+        self._all = []
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE) committed on success, rolled back on error."""
@@ -216,8 +304,26 @@ class Store:
 
     def _create_schema(self) -> None:
         with self._connection() as db:
+            with_version = None
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                with_version = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if with_version is not None and with_version[0] == "1":
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    still_1 = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+                    if still_1[0] == "1":  # another process may have migrated meanwhile
+                        for statement in _MIGRATE_FROM_1:
+                            db.execute(statement)
+                        db.execute("UPDATE meta SET value=? WHERE name='schema'",
+                                   (_SCHEMA_VERSION,))
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                log.info("migrated the host database %s to schema %s", self.path,
+                         _SCHEMA_VERSION)
+                with_version = (_SCHEMA_VERSION,)
             db.executescript(_SCHEMA)
-            with_version = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
             if with_version is None:
                 db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)",
                            (_SCHEMA_VERSION,))
@@ -310,12 +416,13 @@ class Store:
             if count:
                 raise ModuleInUse("%d object(s) are stored with module %r; delete them first"
                                   % (count, name))
+            # The same count as count_garbage (the API's pending_deletions), intents included.
             pending = db.execute("SELECT COUNT(*) FROM garbage WHERE policy=?",
                                  (name,)).fetchone()[0]
             if pending:
                 raise ModuleInUse("%d stored piece(s) of data in module %r still wait to be "
-                                  "deleted; run 'vsm repair' when the module is reachable"
-                                  % (pending, name))
+                                  "deleted (or are being written); run 'vsm repair' when the "
+                                  "module is reachable" % (pending, name))
             users = [row[0] for row in db.execute(
                 "SELECT name, args FROM modules WHERE name != ?", (name,)).fetchall()
                 if name in string_arguments(json.loads(row[1]))]
@@ -330,9 +437,18 @@ class Store:
 
     def get_object(self, policy: str, key: str) -> Optional[ObjectRecord]:
         """Return the index row for ``(policy, key)`` or None."""
-        rows = self._query("SELECT policy, key, module_data, size, created, sha256, content_type, "
-                           "borrowed FROM objects WHERE policy=? AND key=?", (policy, key))
+        rows = self._query("SELECT %s FROM objects WHERE policy=? AND key=?" % _OBJECT_COLUMNS,
+                           (policy, key))
         return _object_record(rows[0]) if rows else None
+
+    def garbage_sequence(self) -> int:
+        """Return the highest garbage id handed out so far (0 before the first).
+
+        Ids only grow (``AUTOINCREMENT``): data retired after this call gets
+        a larger id. A read takes this value *before* looking its key up.
+        """
+        rows = self._query("SELECT seq FROM sqlite_sequence WHERE name='garbage'")
+        return int(rows[0][0]) if rows else 0
 
     def list_objects(self, policy: str, prefix: str = "", after: str = "",
                      limit: int = 1000) -> List[ObjectRecord]:
@@ -340,14 +456,13 @@ class Store:
 
         Only keys greater than ``after`` and starting with ``prefix`` are returned.
         """
-        columns = "policy, key, module_data, size, created, sha256, content_type, borrowed"
         if not prefix:
             rows = self._query("SELECT %s FROM objects WHERE policy=? AND key > ? ORDER BY key "
-                               "LIMIT ?" % columns, (policy, after, int(limit)))
+                               "LIMIT ?" % _OBJECT_COLUMNS, (policy, after, int(limit)))
         else:  # the bounds let SQLite walk only the prefix's part of the primary key
             rows = self._query(
                 "SELECT %s FROM objects WHERE policy=? AND key > ? AND key >= ? AND key < ? "
-                "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?" % columns,
+                "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?" % _OBJECT_COLUMNS,
                 (policy, after, prefix, prefix + _HIGHEST, len(prefix), prefix, int(limit)))
         return [_object_record(row) for row in rows]
 
@@ -355,16 +470,20 @@ class Store:
         """Return how many objects ``policy`` holds."""
         return self._query("SELECT COUNT(*) FROM objects WHERE policy=?", (policy,))[0][0]
 
-    def add_intent(self, policy: str, module_data: str) -> int:
-        """Record that ``module_data`` is about to be written; return the intent's id.
+    def add_intent(self, policy: str, module_data: str, writer: str = "") -> int:
+        """Record that ``module_data`` is about to be written by process ``writer``.
 
-        If the host dies before :meth:`put_object` or :meth:`drop_intent`, the
-        intent outlives it and :meth:`collectable` returns it once it is older
-        than :data:`INTENT_GRACE_SECONDS`.
+        If the writer dies before :meth:`put_object` or :meth:`drop_intent`,
+        the intent outlives it; :meth:`collect_intents` turns it into garbage
+        once the writer is known to be gone.
+
+        Returns:
+            int: the intent's id.
         """
         with self._transaction() as db:
-            cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since) "
-                                "VALUES (?, ?, 'intent', ?)", (policy, module_data, time.time()))
+            cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since, writer) "
+                                "VALUES (?, ?, 'intent', ?, ?)",
+                                (policy, module_data, time.time(), writer or None))
             return cursor.lastrowid
 
     def drop_intent(self, intent_id: int, garbage: bool) -> Optional[GarbageItem]:
@@ -377,55 +496,99 @@ class Store:
             if garbage:
                 db.execute("UPDATE garbage SET kind='aborted', since=? WHERE id=?",
                            (time.time(), intent_id))
-                row = db.execute("SELECT id, policy, module_data, kind, since, attempts, "
-                                 "last_error FROM garbage WHERE id=?", (intent_id,)).fetchone()
+                row = db.execute("SELECT %s FROM garbage WHERE id=?" % _GARBAGE_COLUMNS,
+                                 (intent_id,)).fetchone()
                 return GarbageItem(*row) if row else None
             db.execute("DELETE FROM garbage WHERE id=?", (intent_id,))
             return None
 
-    def put_object(self, record: ObjectRecord,
-                   intent_id: Optional[int] = None) -> Tuple[bool, Optional[GarbageItem]]:
+    def collect_intents(self, writer_gone: Callable[[Optional[str], float], bool],
+                        policy: Optional[str] = None) -> List[GarbageItem]:
+        """Turn the intents whose writer is gone into garbage (kind ``'crashed'``).
+
+        Args:
+            writer_gone: ``f(writer, since)`` returns True when the process
+                that recorded an intent at ``since`` can no longer finish it.
+            policy: only this module's intents (default: every module's).
+
+        Returns:
+            list: the garbage items made (delete their data).
+        """
+        where, parameters = ("kind='intent'", ())
+        if policy is not None:
+            where, parameters = ("kind='intent' AND policy=?", (policy,))
+        rows = self._query("SELECT %s FROM garbage WHERE %s ORDER BY id"
+                           % (_GARBAGE_COLUMNS, where), parameters)
+        gone = [GarbageItem(*row) for row in rows if writer_gone(row[7], row[4])]
+        collected = []
+        for item in gone:
+            with self._transaction() as db:
+                cursor = db.execute("UPDATE garbage SET kind='crashed' WHERE id=? AND "
+                                    "kind='intent'", (item.id,))
+                if cursor.rowcount:
+                    collected.append(GarbageItem(item.id, item.policy, item.module_data,
+                                                 "crashed", item.since, item.attempts,
+                                                 item.last_error, item.writer))
+        return collected
+
+    def put_object(self, record: ObjectRecord, intent_id: Optional[int] = None,
+                   precondition: Optional[Callable[[Optional[ObjectRecord]], None]] = None
+                   ) -> Tuple[bool, Optional[GarbageItem]]:
         """Point ``(policy, key)`` at ``record`` atomically, finishing the write intent.
 
         The replaced row's module_data (if any, and unless another row still
         uses it or it was borrowed) becomes garbage in the same transaction.
 
+        Args:
+            precondition: called with the current row (or None) inside the
+                transaction; whatever it raises aborts the change (how
+                conditional requests stay exact under concurrency).
+
         Returns:
             ``(replaced, garbage)``: whether a row was replaced, and the
-            garbage item to delete now (or None).
+            garbage item to delete (or None).
         """
+        headers = json.dumps(list(record.headers)) if record.headers else None
         with self._transaction() as db:
-            old = db.execute("SELECT policy, key, module_data, size, created, sha256, "
-                             "content_type, borrowed FROM objects WHERE policy=? AND key=?",
+            old = db.execute("SELECT %s FROM objects WHERE policy=? AND key=?" % _OBJECT_COLUMNS,
                              (record.policy, record.key)).fetchone()
+            if precondition is not None:
+                precondition(_object_record(old) if old is not None else None)
             db.execute("INSERT INTO objects (policy, key, module_data, size, created, sha256, "
-                       "content_type, borrowed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                       "content_type, borrowed, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT(policy, key) DO UPDATE SET module_data=excluded.module_data, "
                        "size=excluded.size, created=excluded.created, sha256=excluded.sha256, "
-                       "content_type=excluded.content_type, borrowed=excluded.borrowed",
+                       "content_type=excluded.content_type, borrowed=excluded.borrowed, "
+                       "headers=excluded.headers",
                        (record.policy, record.key, record.module_data, record.size, record.created,
-                        record.sha256, record.content_type, int(record.borrowed)))
+                        record.sha256, record.content_type, int(record.borrowed), headers))
             if intent_id is not None:
                 db.execute("DELETE FROM garbage WHERE id=?", (intent_id,))
             if old is None:
                 return False, None
             return True, self._retire(db, _object_record(old), "replaced")
 
-    def delete_object(self, policy: str,
-                      key: str) -> Tuple[Optional[ObjectRecord], Optional[GarbageItem]]:
+    def delete_object(self, policy: str, key: str,
+                      precondition: Optional[Callable[[Optional[ObjectRecord]], None]] = None
+                      ) -> Tuple[Optional[ObjectRecord], Optional[GarbageItem]]:
         """Remove ``(policy, key)`` from the index; its data becomes garbage.
 
+        Args:
+            precondition: as for :meth:`put_object`, called with the row
+                about to be removed (not called when there is none).
+
         Returns:
-            ``(removed row or None, garbage item to delete now or None)``.
+            ``(removed row or None, garbage item to delete or None)``.
         """
         with self._transaction() as db:
-            old = db.execute("SELECT policy, key, module_data, size, created, sha256, "
-                             "content_type, borrowed FROM objects WHERE policy=? AND key=?",
+            old = db.execute("SELECT %s FROM objects WHERE policy=? AND key=?" % _OBJECT_COLUMNS,
                              (policy, key)).fetchone()
             if old is None:
                 return None, None
-            db.execute("DELETE FROM objects WHERE policy=? AND key=?", (policy, key))
             record = _object_record(old)
+            if precondition is not None:
+                precondition(record)
+            db.execute("DELETE FROM objects WHERE policy=? AND key=?", (policy, key))
             return record, self._retire(db, record, "deleted")
 
     @staticmethod
@@ -441,18 +604,46 @@ class Store:
                             "VALUES (?, ?, ?, ?)", (old.policy, old.module_data, kind, since))
         return GarbageItem(cursor.lastrowid, old.policy, old.module_data, kind, since, 0, None)
 
-    def pending_garbage(self, policy: str, limit: int = 1000) -> List[GarbageItem]:
-        """Return garbage of ``policy`` ready to be deleted (old enough intents included)."""
-        rows = self._query(
-            "SELECT id, policy, module_data, kind, since, attempts, last_error FROM garbage "
-            "WHERE policy=? AND (kind != 'intent' OR since < ?) ORDER BY id LIMIT ?",
-            (policy, time.time() - INTENT_GRACE_SECONDS, int(limit)))
+    def pending_garbage(self, policy: Optional[str] = None, limit: int = 1000,
+                        after_id: int = 0, untried_only: bool = False) -> List[GarbageItem]:
+        """Return garbage (not running write intents) of ``policy`` (or of every module).
+
+        Items come in id order, after ``after_id``; ``untried_only`` leaves
+        out those whose deletion already failed. Retired data (kinds in
+        :data:`RETIRED_KINDS`) may still be read: check with
+        :class:`modules.host.pins.ReadPins` before destroying it.
+        """
+        where = ["kind != 'intent'", "id > ?"]
+        parameters: List[Any] = [after_id]
+        if policy is not None:
+            where.append("policy = ?")
+            parameters.append(policy)
+        if untried_only:
+            where.append("attempts = 0")
+        rows = self._query("SELECT %s FROM garbage WHERE %s ORDER BY id LIMIT ?"
+                           % (_GARBAGE_COLUMNS, " AND ".join(where)),
+                           tuple(parameters) + (int(limit),))
         return [GarbageItem(*row) for row in rows]
 
+    def get_garbage(self, item_id: int) -> Optional[GarbageItem]:
+        """Return garbage item ``item_id`` or None when it is gone."""
+        rows = self._query("SELECT %s FROM garbage WHERE id=?" % _GARBAGE_COLUMNS, (item_id,))
+        return GarbageItem(*rows[0]) if rows else None
+
     def count_garbage(self, policy: str) -> int:
-        """Return how many pieces of data of ``policy`` wait to be deleted (intents included)."""
-        return self._query("SELECT COUNT(*) FROM garbage WHERE policy=? AND kind != 'intent'",
-                           (policy,))[0][0]
+        """Return how many pieces of data of ``policy`` wait to be deleted.
+
+        Write intents count too: until the write ends (or its process is
+        known to be gone) the data may exist. :meth:`delete_module` refuses
+        on the same number.
+        """
+        return self._query("SELECT COUNT(*) FROM garbage WHERE policy=?", (policy,))[0][0]
+
+    def garbage_counts(self, policy: str) -> Dict[str, int]:
+        """Return the pending pieces of ``policy`` by kind (``intent``, ``replaced``, ...)."""
+        rows = self._query("SELECT kind, COUNT(*) FROM garbage WHERE policy=? GROUP BY kind",
+                           (policy,))
+        return {kind: count for kind, count in rows}
 
     def is_referenced(self, policy: str, module_data: str) -> bool:
         """Return True when an index row of ``policy`` uses ``module_data``."""
@@ -469,6 +660,26 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE garbage SET attempts = attempts + 1, last_error=? WHERE id=?",
                        (error[:500], item_id))
+
+    # -- readers ------------------------------------------------------------
+
+    def publish_reader(self, process: str, published: int, oldest: Optional[int]) -> None:
+        """Record what process ``process`` says about its in-flight reads (see :class:`ReaderRow`)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO readers (process, published, oldest, updated) "
+                       "VALUES (?, ?, ?, ?) ON CONFLICT(process) DO UPDATE SET "
+                       "published=excluded.published, oldest=excluded.oldest, "
+                       "updated=excluded.updated", (process, published, oldest, time.time()))
+
+    def remove_reader(self, process: str) -> None:
+        """Forget the row of process ``process`` (it stopped, or it is gone)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM readers WHERE process=?", (process,))
+
+    def list_readers(self) -> List[ReaderRow]:
+        """Return every serving process's row."""
+        return [ReaderRow(*row) for row in self._query(
+            "SELECT process, published, oldest, updated FROM readers ORDER BY process")]
 
 
 def _create_private_file(path: str) -> None:
@@ -487,8 +698,12 @@ def _module_config(row) -> ModuleConfig:
 
 
 def _object_record(row) -> ObjectRecord:
+    headers: Tuple[Tuple[str, str], ...] = ()
+    if row[8]:
+        headers = tuple((str(name), str(value)) for name, value in json.loads(row[8]))
     return ObjectRecord(policy=row[0], key=row[1], module_data=row[2], size=row[3],
-                        created=row[4], sha256=row[5], content_type=row[6], borrowed=bool(row[7]))
+                        created=row[4], sha256=row[5], content_type=row[6], borrowed=bool(row[7]),
+                        headers=headers)
 
 
 def string_arguments(args) -> List[str]:

@@ -8,7 +8,7 @@ from typing import List
 
 from modules import StorageModule
 from modules.context import get_module
-from modules.errors import InsufficientStorage
+from modules.errors import InsufficientStorage, LocationUnavailable
 from simple.simple import SimpleStorage
 
 
@@ -131,3 +131,13 @@ class CountedStreamsStorage(SimpleStorage):
 
         stream.close = close
         return stream
+
+
+class FailingRepairStorage(SimpleStorage):
+    """SimpleStorage whose whole-module ``repair(context)`` always fails (its journal is gone)."""
+
+    capabilities = dict(SimpleStorage.capabilities, repair=True)
+
+    def repair(self, context, module_data=None, **options):
+        raise LocationUnavailable("the journal of this test module cannot be read",
+                                  location=self.storage_dir)

@@ -238,6 +238,36 @@ class TestRepairCommand(CliTestCase):
         self.assertEqual(code, 1)
         self.assertIn("cannot repair", out)
 
+    def test_a_failing_module_repair_keeps_the_deletions_report(self):
+        """The deletions done before a module's own repair failed are still listed."""
+        directory = os.path.join(self.host.data_dir, "failing")
+        os.mkdir(directory)
+        self.host.configure("failing", "tests.host.fixture_modules.FailingRepairStorage",
+                            [directory])
+        self.host.request("PUT", "/objects/failing/k", data=b"x")
+        self.host.request("DELETE", "/objects/failing/k")
+        code, out, err = self.vsm("repair", "failing")
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("failing: deletions:", out)
+        self.assertIn("module repair failed: LocationUnavailable: the journal", out)
+
+    def test_repair_lists_deletions_and_exits_1_when_one_fails(self):
+        """Issue 11 item 3: vsm repair exited 0 and said nothing when pending deletions failed."""
+        directory = os.path.join(self.host.data_dir, "locations", "loc-a")
+        self.assertEqual(self.vsm("put", "loc-a/doomed", self.file("d", b"x"))[0], 0)
+        os.rename(directory, directory + ".away")
+        self.host.request("DELETE", "/objects/loc-a/doomed")
+        code, out, err = self.vsm("repair", "loc-a")
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("loc-a: deletions:", out)
+        self.assertIn("1 failed", out)
+        self.assertIn("deletion failed: LocationUnavailable", out)
+        os.rename(directory + ".away", directory)
+        code, out, err = self.vsm("repair")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("1 piece(s) of data destroyed (deleted 1), 0 failed", out)
+        self.assertEqual(stored_files(directory), [])
+
 
 class TestServeCommand(unittest.TestCase):
 

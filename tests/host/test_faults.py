@@ -56,7 +56,8 @@ class TestStorageFailures(HostTestCase):
         os.rename(self.directory + ".away", self.directory)
         self.assertEqual(len(stored_files(self.directory)), 1, "the data waits for repair")
         step = self.host.request("POST", CONFIG + "store/repair", json={}).json()
-        self.assertEqual(step["deletions"], {"done": 1, "failed": 0})
+        self.assertEqual((step["deletions"]["done"], step["deletions"]["failed"]), (1, 0))
+        self.assertEqual(step["deletions"]["destroyed"], {"deleted": 1})
         self.assertEqual(stored_files(self.directory), [])
         again = self.host.request("POST", CONFIG + "store/repair", json={}).json()
         self.assertEqual(again["deletions"], {"done": 0, "failed": 0})
@@ -67,6 +68,28 @@ class TestStorageFailures(HostTestCase):
         os.rename(self.directory, self.directory + ".away")
         self.host.request("DELETE", "/objects/store/a")
         self.assertJsonError(self.host.request("DELETE", CONFIG + "store"), 409, "vsm repair")
+
+    def test_pending_count_is_what_delete_checks(self):
+        """Issue 11 item 3: the API said pending_deletions 0 while DELETE refused on intents."""
+        self.host.request("PUT", "/objects/store/a", data=b"x")
+        os.rename(self.directory, self.directory + ".away")
+        self.host.request("DELETE", "/objects/store/a")
+        self.host.app.store.add_intent("store", "aa/bb/" + "c" * 32,
+                                       str(self.host.app.pins.identity()))
+        details = self.host.request("GET", CONFIG + "store").json()
+        self.assertEqual(details["pending_deletions"], 2)
+        self.assertEqual(details["pending_by_kind"], {"deleted": 1, "intent": 1})
+        self.assertJsonError(self.host.request("DELETE", CONFIG + "store"), 409, "2 stored")
+
+    def test_a_module_that_never_stored_anything_can_be_deleted(self):
+        """Issue 11 item 3: one failed write to a never-reachable location blocked DELETE."""
+        missing = os.path.join(self.host.data_dir, "never-mounted")
+        self.host.configure("unreachable", "simple.simple.SimpleStorage", [missing])
+        self.assertEqual(self.host.request("PUT", "/objects/unreachable/a",
+                                           data=b"x").status_code, 503)
+        self.assertEqual(self.host.request("GET", CONFIG + "unreachable").json()
+                         ["pending_deletions"], 0)
+        self.assertEqual(self.host.request("DELETE", CONFIG + "unreachable").status_code, 204)
 
     def test_aborted_downloads_close_their_streams(self):
         directory = os.path.join(self.host.data_dir, "counted")

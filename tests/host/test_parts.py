@@ -4,6 +4,10 @@ import concurrent.futures
 import io
 import os
 import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -13,6 +17,8 @@ from modules.host.http import BodyReader
 from modules.host.ranges import Unsatisfiable, parse_range
 from modules.redaction import redact, redact_text
 from modules.host.registry import ModuleRegistry, UnknownModule
+from modules.host.pins import ReadPins
+from modules.host.processes import ProcessIdentity
 from modules.host.store import INTENT_GRACE_SECONDS, ModuleConfig, ModuleInUse, ObjectRecord, Store
 from tests.host.fixture_modules import TrackedStorage
 
@@ -159,6 +165,26 @@ class TestStore(TemporaryDirectory):
         return ObjectRecord(policy="p", key=key, module_data=module_data, size=1, created=0.0,
                             **extra)
 
+    def test_a_schema_1_database_is_migrated(self):
+        """Databases of the first release (schema 1) gain the new columns and table."""
+        path = os.path.join(self.directory, "old.sqlite3")
+        with sqlite3.connect(path) as db:
+            db.executescript(_SCHEMA_1)
+            db.execute("INSERT INTO meta VALUES ('schema', '1')")
+            db.execute("INSERT INTO objects (policy, key, module_data, size, created) "
+                       "VALUES ('p', 'k', 'md', 1, 0)")
+            db.execute("INSERT INTO garbage (policy, module_data, kind, since) "
+                       "VALUES ('p', 'old-intent', 'intent', 0)")
+        db.close()
+        store = Store(path)
+        self.addCleanup(store.close)
+        self.assertEqual(store.get_meta("schema"), "2")
+        self.assertEqual(store.get_object("p", "k").headers, ())
+        self.assertEqual(store.collect_intents(lambda writer, since: writer is None)[0].module_data,
+                         "old-intent")
+        self.assertEqual(store.list_readers(), [])
+        Store(path).close()  # opening a migrated database again changes nothing
+
     def test_overwrite_turns_old_data_into_garbage_in_the_same_step(self):
         intent = self.store.add_intent("p", "md-1")
         self.assertEqual(self.store.put_object(self.record("k", "md-1"), intent), (False, None))
@@ -177,13 +203,27 @@ class TestStore(TemporaryDirectory):
         self.store.put_object(self.record("c", "theirs", borrowed=True))
         self.assertIsNone(self.store.delete_object("p", "c")[1])
 
-    def test_intents_are_collected_only_when_old(self):
-        intent = self.store.add_intent("p", "in-flight")
+    def test_intents_are_collected_when_their_writer_is_gone(self):
+        """Issue 11 item 3: intents of a dead process are collected at once, not after a day."""
+        pins = ReadPins(self.store)
+        self.addCleanup(pins.close)
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead = ProcessIdentity(socket.gethostname(), child.pid, "")
+        child.wait(10)
+        ours = self.store.add_intent("p", "in-flight", str(pins.identity()))
+        self.store.add_intent("p", "crashed", str(dead))
+        old = self.store.add_intent("p", "old-unknown")
+        self.store.add_intent("p", "new-unknown")
         self.assertEqual(self.store.pending_garbage("p"), [])
         self.store._query("UPDATE garbage SET since = since - ? WHERE id = ?",
-                          (INTENT_GRACE_SECONDS + 1, intent))
-        self.assertEqual([item.module_data for item in self.store.pending_garbage("p")],
-                         ["in-flight"])
+                          (INTENT_GRACE_SECONDS + 1, old))
+        collected = self.store.collect_intents(pins.writer_gone, "p")
+        self.assertEqual(sorted(item.module_data for item in collected), ["crashed", "old-unknown"])
+        self.assertEqual(sorted(item.module_data for item in self.store.pending_garbage("p")),
+                         ["crashed", "old-unknown"])
+        self.assertEqual(self.store.count_garbage("p"), 4, "running intents count as pending too")
+        self.store.drop_intent(ours, garbage=False)
+        self.assertEqual(self.store.garbage_counts("p"), {"crashed": 2, "intent": 1})
 
     def test_module_in_use_cannot_be_deleted(self):
         self.store.put_object(self.record("k", "md"))
@@ -243,3 +283,20 @@ class TestRegistry(TemporaryDirectory):
             instance = lease.module("t")
         self.registry.close()
         self.assertTrue(instance.closed)
+
+
+# The first release's tables (schema 1), for the migration test.
+_SCHEMA_1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE modules (name TEXT PRIMARY KEY, module TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '', args TEXT NOT NULL, revision INTEGER NOT NULL,
+    updated REAL NOT NULL);
+CREATE TABLE objects (policy TEXT NOT NULL, key TEXT NOT NULL, module_data TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT, content_type TEXT, created REAL NOT NULL,
+    borrowed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (policy, key));
+CREATE INDEX objects_by_data ON objects (policy, module_data);
+CREATE TABLE garbage (id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL,
+    module_data TEXT NOT NULL, kind TEXT NOT NULL, since REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+CREATE INDEX garbage_by_policy ON garbage (policy, id);
+"""
