@@ -6,7 +6,7 @@ import unittest
 from modules.errors import ConfigurationError
 from modules.loader import load_module
 from replica.http import HTTPStorage
-from replica.http_options import (
+from replica.http.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_SIZE,
     DEFAULT_READ_TIMEOUT,

@@ -43,12 +43,12 @@ from modules.errors import (
     SourceStreamError,
     StorageError,
 )
-from replica.http_auth import make_auth
-from replica.http_errors import status_error, transport_error
-from replica.http_options import HTTPOptions, parse_options
-from replica.http_retry import make_retrying
-from replica.http_stream import HTTPReadStream
-from replica.http_upload import SizedSourceBody, SourceBody, measure_source, source_error
+from replica.http.auth import make_auth
+from replica.http.errors import status_error, transport_error
+from replica.http.options import HTTPOptions, parse_options
+from replica.http.retry import make_retrying
+from replica.http.stream import HTTPReadStream
+from replica.http.upload import SizedSourceBody, SourceBody, measure_source, source_error
 
 __all__ = ["HTTPStorage"]
 

@@ -17,7 +17,7 @@ import tenacity
 
 from modules.errors import DataCorrupted, LocationUnavailable
 from modules.streams import ReadStream
-from replica.http_errors import is_transport_error, transport_error
+from replica.http.errors import is_transport_error, transport_error
 
 __all__ = ["HTTPReadStream"]
 
