@@ -10,11 +10,14 @@ Everything HTTPStorage and its read stream raise about the server comes from
 507, 413                      InsufficientStorage
 408, 429, 500, 502-504, 5xx   LocationUnavailable (retryable)
 409, 501, 505, 3xx, other 4xx LocationUnavailable with ``retryable = False``
-connect/read timeouts         LocationTimeout (retryable)
-refused, reset, TLS, EOF      LocationUnavailable (retryable; TLS: not)
+connect/read timeouts         LocationTimeout (a LocationUnavailable)
+refused, reset, EOF           LocationUnavailable (retryable)
+TLS failures                  LocationUnavailable (not retryable)
+MOVE Destination refused      LocationUnavailable naming the proxy cause
 ============================  =============================================
 
-Only retryable errors are retried by :mod:`replica.http_retry`. Messages name
+Which of them :mod:`replica.http.retry` sends again is decided there
+(timeouts are not: another copy is the better bet). Messages name
 the method, the URL (which never carries credentials) and what to fix;
 requests' exceptions are chained as ``__cause__`` after their reference to
 the request (and so to its ``Authorization`` header) has been removed.
@@ -33,7 +36,8 @@ from modules.errors import (
     StorageError,
 )
 
-__all__ = ["status_error", "transport_error", "is_transport_error", "scrub"]
+__all__ = ["status_error", "transport_error", "destination_refused", "is_transport_error",
+           "scrub"]
 
 _RETRYABLE_STATUSES = {408, 425, 429}
 _NOT_RETRYABLE_5XX = {501, 505}
@@ -134,6 +138,39 @@ def transport_error(method: str, url: str, error: BaseException, *, location: st
             "only on a trusted network" % (method, url, detail), location, retryable=False)
     return _unavailable("%s %s: cannot reach the server (%s)" % (method, url, detail), location,
                         retryable=True)
+
+
+def destination_refused(source_url: str, absolute: StorageError, path: StorageError, *,
+                        location: str) -> LocationUnavailable:
+    """Return the error for a ``MOVE`` whose ``Destination`` the server refused in both forms.
+
+    ``absolute`` is the error for the absolute URL, ``path`` the error for
+    the path-absolute form (RFC 4918 section 10.3 allows both). nginx's dav
+    module answers 400, Apache mod_dav and wsgidav 502, when the Destination's
+    scheme differs from the one the request arrived with, which is what a
+    TLS-terminating proxy in front of a plain-http WebDAV server causes; and
+    Apache refuses a path-absolute Destination. The error is retryable when
+    the absolute form failed with a retryable status (a passing 502).
+
+    Returns:
+        LocationUnavailable: with the absolute form's status in ``http_status``.
+    """
+    status = getattr(absolute, "http_status", None)
+    error = _unavailable(
+        "MOVE %s: the server refused the Destination header both as an absolute URL (%s) and "
+        "as a path (%s). A WebDAV server behind a proxy that terminates TLS sees plain http "
+        "and refuses an https:// Destination: make the proxy rewrite the Destination header "
+        "to the backend's scheme (Apache: RequestHeader edit Destination ^https: http: early), "
+        "or configure the server's own http:// URL as the base URL of %s" % (
+            source_url, _short(absolute), _short(path), location),
+        location, retryable=bool(getattr(absolute, "retryable", False)))
+    error.http_status = status
+    return error
+
+
+def _short(error: StorageError) -> str:
+    status = getattr(error, "http_status", None)
+    return "answered %d" % status if status is not None else type(error).__name__
 
 
 def scrub(error: BaseException) -> BaseException:

@@ -27,6 +27,8 @@ __all__ = [
     "DEFAULT_RETRY_MAX_WAIT",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_TEMPORARY_GRACE",
+    "DESTINATION_STYLES",
 ]
 
 #: Seconds allowed to open a TCP (and TLS) connection.
@@ -43,6 +45,10 @@ DEFAULT_RETRY_MAX_WAIT = 5.0
 DEFAULT_POOL_SIZE = 10
 #: Bytes read from a source or a response per call.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+#: Seconds a temporary upload is left alone before ``repair`` removes it.
+DEFAULT_TEMPORARY_GRACE = 3600.0
+#: How MOVE's Destination is sent: detected once, an absolute URL, or a path (RFC 4918 10.3).
+DESTINATION_STYLES = ("auto", "absolute", "path")
 
 _OPTION = re.compile(r"\A([a-z_][a-z0-9_]*)=(.*)\Z", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
@@ -52,7 +58,8 @@ _FALSE = {"0", "false", "no", "off"}
 _STRING_OPTIONS = (
     "base_url", "username", "user", "password", "password_env", "token", "token_env",
     "verify_tls", "ca_bundle", "timeout", "connect_timeout", "read_timeout", "retries",
-    "retry_backoff", "retry_max_wait", "pool_size", "chunk_size",
+    "retry_backoff", "retry_max_wait", "pool_size", "chunk_size", "temporary_grace",
+    "destination",
 )
 _SECRET_OPTIONS = {"password", "token"}
 
@@ -74,6 +81,8 @@ class HTTPOptions:
     pool_size: int
     chunk_size: int
     sleep: Optional[Callable[[float], None]]
+    temporary_grace: float = DEFAULT_TEMPORARY_GRACE
+    destination: str = "auto"
 
     def __repr__(self) -> str:
         return "HTTPOptions(base_url=%r, auth=%s, verify=%r, timeouts=(%g, %g), retries=%d)" % (
@@ -163,6 +172,13 @@ def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
     retry_backoff = _number(values, "retry_backoff", DEFAULT_RETRY_BACKOFF, allow_zero=True)
     retry_max_wait = _number(values, "retry_max_wait", DEFAULT_RETRY_MAX_WAIT, allow_zero=True)
 
+    temporary_grace = _number(values, "temporary_grace", DEFAULT_TEMPORARY_GRACE,
+                              allow_zero=True, maximum=365 * 24 * 3600)
+    destination = values.get("destination", "auto")
+    if destination not in DESTINATION_STYLES:
+        raise ConfigurationError("HTTPStorage option destination must be one of %s, got %r"
+                                 % (", ".join(DESTINATION_STYLES), destination))
+
     sleep = values.get("sleep")
     if sleep is not None and not callable(sleep):
         raise ConfigurationError("sleep must be a callable taking seconds (for tests)")
@@ -182,6 +198,8 @@ def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
         chunk_size=_integer(values, "chunk_size", DEFAULT_CHUNK_SIZE, minimum=4096,
                             maximum=256 * 1024 * 1024),
         sleep=sleep,
+        temporary_grace=temporary_grace,
+        destination=destination,
     )
 
 
@@ -233,7 +251,7 @@ def _boolean(values: Dict[str, Any], name: str, default: bool) -> bool:
 
 
 def _number(values: Dict[str, Any], name: str, default: Optional[float],
-            allow_zero: bool = False) -> Optional[float]:
+            allow_zero: bool = False, maximum: float = 24 * 3600) -> Optional[float]:
     value = values.get(name, default)
     if value is None:
         return None
@@ -242,7 +260,7 @@ def _number(values: Dict[str, Any], name: str, default: Optional[float],
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero) \
-            or number > 24 * 3600:
+            or number > maximum:
         raise ConfigurationError("HTTPStorage option %s must be a number of seconds %s, got %r"
                                  % (name, ">= 0" if allow_zero else "> 0", value))
     return number

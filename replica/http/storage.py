@@ -1,4 +1,4 @@
-"""``replica.http.HTTPStorage``: a storage location reached over HTTP (WebDAV).
+"""``replica.http.HTTPStorage``: a location reached over HTTP (WebDAV); the contract methods.
 
 Objects are plain files under a base collection URL, stored and read with
 the HTTP methods WebDAV servers (nginx's dav module, Apache mod_dav, wsgidav,
@@ -8,33 +8,32 @@ most NAS units) understand:
   URL), a streaming ``PUT`` to a temporary name in the same collection, a
   ``HEAD`` that checks the stored size, then ``MOVE`` with ``Overwrite: T``
   into place. An interrupted upload never leaves bytes under the key; the
-  temporary is deleted on failure.
+  temporary is deleted on failure, and ``repair`` removes the ones a killed
+  process left behind.
 * ``available`` and ``get_size``: ``HEAD``; ``delete``: ``DELETE`` (404 is fine).
 * ``get_read_stream``: ``HEAD``, then ranged ``GET``\\ s
-  (:class:`replica.http_stream.HTTPReadStream`).
+  (:class:`replica.http.stream.HTTPReadStream`).
 * ``statistics``: ``PROPFIND`` (depth 0) for the RFC 4331 quota properties,
   plus request, error and latency counters.
 
-Configuration is described in :mod:`replica.http_options` and docs/http.md.
-Statuses and transport failures become SDK errors in
-:mod:`replica.http_errors` only; retries follow :mod:`replica.http_retry`.
+The layers: :mod:`replica.http.options` (configuration),
+:mod:`replica.http.transport` (the session; statuses and failures become SDK
+errors in :mod:`replica.http.errors`; retries follow
+:mod:`replica.http.retry`), :mod:`replica.http.webdav` (the verbs),
+:mod:`replica.http.upload` (the request body) and
+:mod:`replica.http.temporaries` (temporary uploads and their sweep).
+See docs/http.md.
 """
-import collections
 import io
 import logging
-import re
 import threading
-import time
-import uuid
-from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional
+from types import MappingProxyType
+from typing import Any, BinaryIO, Callable, Dict, Optional
 from urllib.parse import urlsplit
-from xml.etree import ElementTree
 
 import requests
-import requests.adapters
 
 from modules import StorageModule
-from modules.keys import SHARDED_KEY, new_sharded_key
 from modules.errors import (
     AuthenticationFailed,
     InvalidModuleData,
@@ -43,29 +42,22 @@ from modules.errors import (
     SourceStreamError,
     StorageError,
 )
-from replica.http.auth import make_auth
-from replica.http.errors import status_error, transport_error
+from modules.keys import SHARDED_KEY, new_sharded_key, sharded_key_for
+from replica.http.headers import content_length
 from replica.http.options import HTTPOptions, parse_options
-from replica.http.retry import make_retrying
+from replica.http.retry import make_discard_retrying
 from replica.http.stream import HTTPReadStream
+from replica.http.temporaries import TEMP_PREFIX, Sweeper, temporary_name
+from replica.http.transport import Transport
 from replica.http.upload import SizedSourceBody, SourceBody, measure_source, source_error
+from replica.http.webdav import WebDAV
 
 __all__ = ["HTTPStorage"]
 
 log = logging.getLogger(__name__)
 
-_TEMP_PREFIX = ".upload-"
-_DAV = "{DAV:}"
-_PROPFIND_QUOTA = (b'<?xml version="1.0" encoding="utf-8"?>\n'
-                   b'<D:propfind xmlns:D="DAV:"><D:prop>'
-                   b'<D:quota-available-bytes/><D:quota-used-bytes/>'
-                   b'</D:prop></D:propfind>')
-#: Most bytes of a response body read for its own sake (PROPFIND, error pages).
-_MAX_SMALL_BODY = 256 * 1024
-#: Pauses before checking again for a temporary that a failed upload may still create.
+#: Pauses (seconds) before checking again for a temporary that an aborted PUT may still create.
 _DISCARD_PAUSES = (0.1, 0.3)
-#: Latencies kept for the percentiles in ``statistics``.
-_LATENCY_WINDOW = 1000
 
 
 class HTTPStorage(StorageModule):
@@ -75,47 +67,39 @@ class HTTPStorage(StorageModule):
         base_url: the collection, e.g. ``"https://nas.example/dav/store/"``
             (first positional argument). It must exist; the shard
             collections below it are created as needed.
-        **options: see :mod:`replica.http_options` (each also accepted as a
+        **options: see :mod:`replica.http.options` (each also accepted as a
             ``"name=value"`` positional string): ``username``/``user`` with
             ``password`` or ``password_env``; ``token`` or ``token_env``;
             ``verify_tls`` (default true), ``ca_bundle``; ``timeout``,
             ``connect_timeout`` (5 s), ``read_timeout`` (30 s); ``retries``
             (3), ``retry_backoff`` (0.2 s), ``retry_max_wait`` (5 s);
-            ``pool_size`` (10); ``chunk_size`` (1 MiB); ``sleep`` (keyword
-            only, replaces ``time.sleep`` between retries).
+            ``pool_size`` (10); ``chunk_size`` (1 MiB); ``temporary_grace``
+            (3600 s); ``destination`` (``auto``); ``sleep`` (keyword only,
+            replaces ``time.sleep`` between retries).
 
     Raises:
         ConfigurationError: an option is missing, unknown or malformed, or a
             secret's environment variable is not set.
     """
 
+    #: Retries transient failures itself (callers must not retry its calls again),
+    #: places objects deterministically (new_data_for) and sweeps stale temporaries (repair).
+    capabilities = MappingProxyType(dict(StorageModule.capabilities, retries=True,
+                                         placement=True, repair=True))
+
     def __init__(self, *args, **kwargs):
         super().__init__()
         options = parse_options(args, kwargs)
         self._options: HTTPOptions = options
         self.base_url = options.base_url
-        self._timeout = options.timeout
-        self._session = requests.Session()
-        self._session.trust_env = False  # no .netrc credentials or proxy settings by surprise
-        self._session.auth = make_auth(options.username, options.password, options.token)
-        self._session.verify = options.verify
-        self._session.headers.update({"Accept-Encoding": "identity",
-                                      "User-Agent": "vendor-storage-modules HTTPStorage"})
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1,
-                                                pool_maxsize=options.pool_size,
-                                                max_retries=0, pool_block=False)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._transport = Transport(options)
+        self._webdav = WebDAV(self._transport, options.destination)
+        self._sweeper = Sweeper(self._webdav, self.base_url, options.temporary_grace)
+        self._discard_retrying = make_discard_retrying(
+            _DISCARD_PAUSES, is_closed=lambda: self._transport.closed, sleep=options.sleep)
         self._lock = threading.Lock()
         self._known_collections = set()
-        self._closed = False
-        self._counters: Dict[str, Any] = {
-            "requests": 0, "errors": 0, "retries": 0, "writes": 0, "reads": 0, "deletes": 0,
-            "bytes_written": 0, "by_method": collections.Counter(),
-            "errors_by_kind": collections.Counter(),
-        }
-        self._latencies = collections.deque(maxlen=_LATENCY_WINDOW)
-        self._last_error: Optional[Dict[str, Any]] = None
+        self._uploading = 0  # temporaries this instance is writing now
         _warn_insecure(options)
 
     def __repr__(self) -> str:
@@ -130,6 +114,21 @@ class HTTPStorage(StorageModule):
             str: the module_data for a new object.
         """
         return new_sharded_key()
+
+    def new_data_for(self, context: Optional[dict], object_id: str) -> str:
+        """Return the key of object ``object_id``: ``'xx/yy/<object_id>'`` (no request).
+
+        The same id gives the same key in every process and on every node
+        (capability ``placement``), so a replica can place a copy of an
+        existing object here and find it again.
+
+        Returns:
+            str: the module_data, e.g. ``'3f/a0/3fa0...'`` for ``'3fa0...'``.
+
+        Raises:
+            InvalidModuleData: ``object_id`` is not 32 lowercase hex characters.
+        """
+        return sharded_key_for(object_id)
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
         """Upload ``stream`` to a temporary name, check its size, and MOVE it into place.
@@ -148,28 +147,33 @@ class HTTPStorage(StorageModule):
             AuthenticationFailed: the server refused the credentials.
             InsufficientStorage: the server is full (507) or refused the size (413).
             LocationUnavailable: the server cannot be reached or failed
-                (LocationTimeout when it did not answer in time).
+                (LocationTimeout when it did not answer in time; a MOVE whose
+                Destination was refused names the TLS-proxy cause).
         """
         url = self._object_url(module_data)
-        self._check_open()
+        self._transport.check_open()
         if isinstance(stream, io.TextIOBase):
             raise SourceStreamError("assign needs a binary stream, got a text stream (%s); open "
                                     "files in 'rb' mode" % type(stream).__name__)
         collection_url = url.rsplit("/", 1)[0] + "/"
-        temp_url = "%s%s%s-%s" % (collection_url, _TEMP_PREFIX, module_data.rsplit("/", 1)[1],
-                                  uuid.uuid4().hex[:12])
+        temp_url = collection_url + temporary_name(module_data.rsplit("/", 1)[1])
         length, rewind = measure_source(stream)
         self._ensure_collections(module_data)
+        with self._lock:
+            self._uploading += 1
         try:
             sent = self._upload(temp_url, stream, length, rewind, module_data)
-            self._check_stored_size(temp_url, sent, module_data)
+            self._check_stored_size(temp_url, sent)
             self._move(temp_url, url, sent, module_data)
         except AuthenticationFailed:
             raise  # nothing was stored, and a DELETE would be refused as well
         except BaseException:
             self._discard(temp_url)
             raise
-        self._count(writes=1, bytes_written=sent)
+        finally:
+            with self._lock:
+                self._uploading -= 1
+        self._transport.count(writes=1, bytes_written=sent)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
         """Tell whether a complete copy is stored (``HEAD``).
@@ -184,7 +188,7 @@ class HTTPStorage(StorageModule):
         """
         url = self._object_url(module_data)
         try:
-            self._request("HEAD", url, module_data=module_data, ok=(200,)).close()
+            self._transport.request("HEAD", url, module_data=module_data, ok=(200,)).close()
         except ObjectNotFound:
             return False
         return True
@@ -204,17 +208,17 @@ class HTTPStorage(StorageModule):
             LocationUnavailable: the server cannot be reached.
         """
         url = self._object_url(module_data)
-        size = self._size(url, module_data)
+        size = self._webdav.size(url, module_data)
 
         def open_range(position: int) -> requests.Response:
-            return self._request("GET", url, module_data=module_data, ok=(200, 206, 416),
-                                 headers={"Range": "bytes=%d-" % position}, stream=True,
-                                 retry=False)
+            return self._transport.send("GET", url, module_data=module_data, ok=(200, 206, 416),
+                                        headers={"Range": "bytes=%d-" % position}, stream=True)
 
-        self._count(reads=1)
+        self._transport.count(reads=1)
         return HTTPReadStream(size, open_range, url=url, location=self.base_url,
-                              module_data=module_data, retrying=self._stream_retrying,
-                              chunk_size=self._options.chunk_size, timeout=self._timeout)
+                              module_data=module_data, retrying=self._transport.retrying,
+                              chunk_size=self._options.chunk_size,
+                              timeout=self._transport.timeout)
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
         """Delete the object (``DELETE``); an object already gone is fine.
@@ -228,12 +232,9 @@ class HTTPStorage(StorageModule):
             LocationUnavailable: the server cannot be reached or failed.
         """
         url = self._object_url(module_data)
-        self._check_open()
-        try:
-            self._request("DELETE", url, module_data=module_data, ok=(200, 202, 204)).close()
-        except ObjectNotFound:
-            return
-        self._count(deletes=1)
+        self._transport.check_open()
+        if self._webdav.delete(url) != 404:
+            self._transport.count(deletes=1)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the object's size from ``HEAD`` (or a one-byte ranged GET without one).
@@ -247,7 +248,7 @@ class HTTPStorage(StorageModule):
             AuthenticationFailed: the server refused the credentials.
             LocationUnavailable: the server cannot be reached or sent no size.
         """
-        return self._size(self._object_url(module_data), module_data)
+        return self._webdav.size(self._object_url(module_data), module_data)
 
     def statistics(self, context: Optional[dict]) -> Dict[str, Any]:
         """Report quota from ``PROPFIND`` and this instance's request counters; never raises.
@@ -256,10 +257,16 @@ class HTTPStorage(StorageModule):
             dict: ``capacity`` (total/free/used bytes, -1 unknown, with
             ``capacity_reason`` when unknown), ``base_url``, ``status``
             (``'ok'``, ``'unavailable'``, ``'auth_failed'`` or ``'closed'``),
-            ``reason`` when not ok, ``auth`` (the scheme only), ``requests``
-            (counts by method, errors by kind, retries), ``latency_ms``
-            (count, mean, p50, p95, max over the last requests) and
-            ``last_error``.
+            ``reason`` when not ok, ``auth`` (the scheme only), ``destination``
+            (the MOVE Destination form in use: ``'absolute'``, ``'path'`` or
+            ``'unknown'`` before the first upload), ``temporaries``
+            (``uploading``: this instance's uploads in progress; ``files``,
+            ``bytes``, ``as_of`` and ``complete`` as counted by the last
+            full ``repair`` sweep, absent before one: counting them means
+            listing every shard collection, too costly for each call),
+            ``requests`` (counts by method, errors by kind, retries),
+            ``latency_ms`` (count, mean, p50, p95, max over the last
+            requests) and ``last_error``.
         """
         result: Dict[str, Any] = {"base_url": self.base_url,
                                   "auth": self._options.auth_description}
@@ -270,7 +277,7 @@ class HTTPStorage(StorageModule):
                 result["capacity_reason"] = reason
         except StorageError as error:
             status = "auth_failed" if isinstance(error, PermissionError) else "unavailable"
-            if self._closed:
+            if self._transport.closed:
                 status = "closed"
             result.update(status=status, reason=str(error), capacity=self.capacity(),
                           capacity_reason="the server could not be asked")
@@ -279,8 +286,49 @@ class HTTPStorage(StorageModule):
             result.update(status="unavailable", capacity=self.capacity(),
                           reason="%s: %s" % (type(error).__name__, error),
                           capacity_reason="the server could not be asked")
-        result.update(self._counter_snapshot())
+        result["destination"] = self._webdav.destination_style
+        with self._lock:
+            temporaries: Dict[str, Any] = {"uploading": self._uploading}
+        temporaries.update(self._sweeper.last_count() or {})
+        result["temporaries"] = temporaries
+        result.update(self._transport.snapshot())
         return result
+
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
+        """Remove temporary uploads older than ``temporary_grace`` (left by killed writers).
+
+        Lists the shard collections with ``PROPFIND`` (``Depth: 1``): one
+        request for the base collection and one per shard collection (only
+        ``module_data``'s shard when given). Fresh temporaries are counted
+        and left alone: another process may be writing them.
+
+        Returns:
+            dict: ``{"temporaries": report}`` with the counts of
+            :meth:`replica.http.temporaries.Sweeper.sweep`; when the server
+            does not answer PROPFIND (nginx without dav-ext), ``complete`` is
+            False and ``reason`` says so.
+
+        Raises:
+            InvalidModuleData: ``module_data`` is given and not one of ours.
+            AuthenticationFailed: the server refused the credentials.
+            LocationUnavailable: the base collection cannot be listed.
+        """
+        shard = None
+        if module_data is not None:
+            self._object_url(module_data)
+            shard = module_data.rsplit("/", 1)[0]
+        self._transport.check_open()
+        try:
+            report = self._sweeper.sweep(shard)
+        except LocationUnavailable as error:
+            if getattr(error, "http_status", None) not in (405, 501):
+                raise
+            report = {"complete": False, "found": 0, "removed": 0,
+                      "reason": "the server does not list collections (PROPFIND answered %d); "
+                                "remove '%s*' files older than %g s on the server itself"
+                                % (error.http_status, TEMP_PREFIX,
+                                   self._options.temporary_grace)}
+        return {"temporaries": report}
 
     def close(self) -> None:
         """Close the connection pool; later calls raise LocationUnavailable.
@@ -288,72 +336,7 @@ class HTTPStorage(StorageModule):
         So do reads of streams opened before that need a new request; close
         them as well.
         """
-        with self._lock:
-            self._closed = True
-        self._session.close()
-
-    # -- requests ---------------------------------------------------------
-
-    def _request(self, method: str, url: str, *, ok: Iterable[int],
-                 module_data: Optional[str] = None, retry: bool = True,
-                 stream: bool = False, **kwargs) -> requests.Response:
-        """Send one request (retried if ``retry``); return the response if its status is ok.
-
-        Without ``stream`` the (small) body is read and dropped, so the
-        connection returns to the pool; with it, the caller reads the body.
-        Callers close every response.
-        """
-        if not retry:
-            return self._send(method, url, ok, module_data, stream, kwargs)
-        return self._retrying("%s %s" % (method, url))(
-            self._send, method, url, ok, module_data, stream, kwargs)
-
-    def _send(self, method: str, url: str, ok: Iterable[int], module_data: Optional[str],
-              stream: bool, kwargs: Dict[str, Any]) -> requests.Response:
-        self._check_open()
-        started = time.monotonic()
-        try:
-            response = self._session.request(method, url, timeout=self._timeout,
-                                             allow_redirects=False, stream=True, **kwargs)
-        except requests.RequestException as error:
-            mapped = transport_error(method, url, error, location=self.base_url,
-                                     timeout=self._timeout)
-            self._record(method, url, started, mapped)
-            raise mapped from error
-        if response.status_code not in ok:
-            mapped = status_error(method, url, response, location=self.base_url,
-                                  module_data=module_data)
-            # Some servers (wsgidav's 401, many proxies' 5xx) send a body even to HEAD,
-            # which would be read as the next response: such connections are not reused.
-            reusable = method != "HEAD" or response.status_code in (404, 410)
-            _close_quietly(response, read=reusable)
-            self._record(method, url, started, mapped, status=response.status_code)
-            raise mapped
-        if not stream:
-            try:
-                _read_small(response)  # a small body: read, so the connection is reused
-            except Exception as error:
-                _close_quietly(response)
-                mapped = transport_error(method, url, error, location=self.base_url,
-                                         timeout=self._timeout)
-                self._record(method, url, started, mapped)
-                raise mapped from error
-        self._record(method, url, started, None, status=response.status_code)
-        return response
-
-    def _retrying(self, what: str):
-        return make_retrying(self._options.retries + 1, self._options.retry_backoff,
-                             self._options.retry_max_wait, sleep=self._options.sleep,
-                             on_retry=self._on_retry, what=what)
-
-    def _stream_retrying(self):
-        """Retrying for one read of a stream (None when retries are off)."""
-        if self._options.retries < 1:
-            return None
-        return self._retrying("reading")
-
-    def _on_retry(self, error: BaseException) -> None:
-        self._count(retries=1)
+        self._transport.close()
 
     # -- assign's steps ---------------------------------------------------
 
@@ -365,12 +348,8 @@ class HTTPStorage(StorageModule):
             if leaf in self._known_collections:
                 return
         for relative in ("%s/" % first, leaf):
-            url = self.base_url + relative
-            # 201 created; 405 it exists already (another writer won the race).
-            response = self._request("MKCOL", url, ok=(200, 201, 204, 405))
-            response.close()
-            if response.status_code == 405:
-                log.debug("collection %s exists", url)
+            # Created, or 405: it exists already (another writer won the race).
+            self._webdav.make_collection(self.base_url + relative)
         with self._lock:
             self._known_collections.add(leaf)
 
@@ -393,30 +372,32 @@ class HTTPStorage(StorageModule):
             else:
                 body = SourceBody(stream, self._options.chunk_size)
             try:
-                response = self._send("PUT", temp_url, (200, 201, 204), None, False,
-                                      {"data": body})
+                response = self._transport.send("PUT", temp_url, ok=(200, 201, 204), data=body)
             except Exception as error:
                 failed = source_error(body)
                 if failed is not None:
                     raise failed from failed.__cause__
                 if getattr(error, "http_status", None) == 409:
-                    # The shard collection vanished (server wiped?): create it again.
+                    # The shard collection vanished (server wiped?): create it again; the
+                    # next attempt (if the source can be rewound) finds it.
                     self._forget_collections(module_data)
                     self._ensure_collections(module_data)
-                    error.retryable = True
+                    raise LocationUnavailable(
+                        "PUT %s: the shard collection had vanished on the server; it was "
+                        "created again" % temp_url, location=self.base_url) from error
                 raise
             response.close()
             return body.sent
 
         if rewind is None:
             return attempt()
-        return self._retrying("PUT %s" % temp_url)(attempt)
+        return self._transport.call(attempt)
 
-    def _check_stored_size(self, temp_url: str, sent: int, module_data: str) -> None:
+    def _check_stored_size(self, temp_url: str, sent: int) -> None:
         """HEAD the temporary: a server that kept a truncated body must not get it moved."""
-        response = self._request("HEAD", temp_url, ok=(200,))
+        response = self._transport.request("HEAD", temp_url, ok=(200,))
         response.close()
-        stored = _content_length(response)
+        stored = content_length(response.headers)
         if stored is not None and stored != sent:
             raise LocationUnavailable(
                 "PUT %s: the server stored %d of the %d bytes sent; the upload was discarded"
@@ -424,13 +405,12 @@ class HTTPStorage(StorageModule):
 
     def _move(self, temp_url: str, url: str, sent: int, module_data: str) -> None:
         """MOVE the temporary onto the key, overwriting (the bytes are the same)."""
-        headers = {"Destination": url, "Overwrite": "T"}
         try:
-            self._request("MOVE", temp_url, ok=(200, 201, 204), headers=headers).close()
+            self._webdav.move(temp_url, url)
         except ObjectNotFound:
             # A retried MOVE whose first attempt succeeded finds no source: check the target.
             try:
-                stored = self._size(url, module_data)
+                stored = self._webdav.size(url, module_data)
             except ObjectNotFound:
                 stored = None
             if stored != sent:
@@ -443,62 +423,25 @@ class HTTPStorage(StorageModule):
 
         After an aborted PUT the server may still be working on it and create
         the temporary only after a first DELETE found nothing (404), so a 404
-        is checked again after short pauses.
+        is checked again after short pauses (the discard policy of
+        :mod:`replica.http.retry`). What is still left is removed by
+        :meth:`repair` once older than ``temporary_grace``.
         """
-        pauses = list(_DISCARD_PAUSES)
-        while not self._closed:
-            try:
-                response = self._request("DELETE", temp_url, ok=(200, 202, 204, 404), retry=False)
-            except StorageError as error:
-                log.warning("could not delete the temporary upload %s (it is never read; delete "
-                            "'%s*' files later): %s", temp_url, _TEMP_PREFIX, error)
-                return
-            response.close()
-            if response.status_code != 404 or not pauses:
-                return
-            time.sleep(pauses.pop(0))  # a real pause: the server is finishing the aborted PUT
+        if self._transport.closed:
+            return
+        try:
+            self._discard_retrying(self._webdav.delete, temp_url, retry=False)
+        except StorageError as error:
+            log.warning("could not delete the temporary upload %s (repair removes it once it "
+                        "is older than %g s): %s", temp_url, self._options.temporary_grace, error)
 
     # -- helpers ----------------------------------------------------------
 
-    def _size(self, url: str, module_data: str) -> int:
-        response = self._request("HEAD", url, module_data=module_data, ok=(200,))
-        response.close()
-        length = _content_length(response)
-        if length is not None:
-            return length
-        # No Content-Length on HEAD: ask for the first byte; Content-Range has the total.
-        response = self._request("GET", url, module_data=module_data, ok=(206, 416, 200),
-                                 headers={"Range": "bytes=0-0"}, stream=True)
-        _close_quietly(response, read=response.status_code != 200)
-        match = re.match(r"\s*bytes\s+(?:\d+-\d+|\*)/(\d+)\s*\Z",
-                         response.headers.get("Content-Range", ""))
-        if match:
-            return int(match.group(1))
-        if response.status_code == 200:
-            length = _content_length(response)
-            if length is not None:
-                return length
-        raise LocationUnavailable("%s: the server reports no size for the object (no "
-                                  "Content-Length, no Content-Range)" % url,
-                                  location=self.base_url)
-
     def _quota(self):
         """Return (capacity dict, reason or None) from PROPFIND on the base URL (no retries)."""
-        response = self._request(
-            "PROPFIND", self.base_url, ok=(207, 200, 405, 501), retry=False, data=_PROPFIND_QUOTA,
-            headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
-            stream=True)
-        try:
-            body = _read_small(response)
-        except Exception as error:
-            raise transport_error("PROPFIND", self.base_url, error, location=self.base_url,
-                                  timeout=self._timeout) from error
-        finally:
-            response.close()
-        if response.status_code in (405, 501):
-            return self.capacity(), "the server does not support PROPFIND (%d)" % (
-                response.status_code)
-        available, used = _parse_quota(body)
+        available, used, status = self._webdav.quota(self.base_url)
+        if status is not None:
+            return self.capacity(), "the server does not support PROPFIND (%d)" % status
         if available is None and used is None:
             return self.capacity(), "the server reports no RFC 4331 quota properties"
         total = available + used if available is not None and used is not None else -1
@@ -518,106 +461,6 @@ class HTTPStorage(StorageModule):
                 "%r is not module_data produced by HTTPStorage (expected 'xx/yy/<32 hex>')"
                 % (shown,), module_data=module_data, location=self.base_url)
         return self.base_url + module_data
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise LocationUnavailable("HTTPStorage for %s was closed" % self.base_url,
-                                      location=self.base_url)
-
-    def _record(self, method: str, url: str, started: float, error: Optional[BaseException],
-                status: Optional[int] = None) -> None:
-        elapsed = time.monotonic() - started
-        with self._lock:
-            self._counters["requests"] += 1
-            self._counters["by_method"][method] += 1
-            self._latencies.append(elapsed)
-            if error is not None:
-                self._counters["errors"] += 1
-                self._counters["errors_by_kind"][type(error).__name__] += 1
-                self._last_error = {"time": time.time(), "method": method,
-                                    "error": type(error).__name__, "message": str(error)[:500]}
-        if error is None:
-            log.debug("%s %s -> %s in %.1f ms", method, url, status, elapsed * 1000)
-        else:
-            log.debug("%s %s failed after %.1f ms: %s", method, url, elapsed * 1000, error)
-
-    def _count(self, **increments) -> None:
-        with self._lock:
-            for key, value in increments.items():
-                if key in self._counters:
-                    self._counters[key] += value
-
-    def _counter_snapshot(self) -> Dict[str, Any]:
-        with self._lock:
-            counters = dict(self._counters)
-            counters["by_method"] = dict(counters["by_method"])
-            counters["errors_by_kind"] = dict(counters["errors_by_kind"])
-            latencies = sorted(self._latencies)
-            last_error = dict(self._last_error) if self._last_error else None
-        latency = {"count": len(latencies)}
-        if latencies:
-            latency.update(
-                mean=round(1000 * sum(latencies) / len(latencies), 3),
-                p50=round(1000 * latencies[len(latencies) // 2], 3),
-                p95=round(1000 * latencies[min(len(latencies) - 1,
-                                               int(len(latencies) * 0.95))], 3),
-                max=round(1000 * latencies[-1], 3))
-        return {"requests": counters, "latency_ms": latency, "last_error": last_error}
-
-
-def _read_small(response: requests.Response) -> bytes:
-    """Read a small body completely (the connection then returns to the pool).
-
-    A body larger than the limit is cut and its connection closed.
-    """
-    data = response.raw.read(_MAX_SMALL_BODY + 1)
-    if len(data) > _MAX_SMALL_BODY:
-        response.close()
-        return data[:_MAX_SMALL_BODY]
-    return data
-
-
-def _close_quietly(response: requests.Response, read: bool = False) -> None:
-    try:
-        if read:
-            _read_small(response)
-    except Exception as error:
-        log.debug("reading an error body failed: %s", error)
-    finally:
-        try:
-            response.close()
-        except Exception as error:
-            log.debug("closing a response failed: %s", error)
-
-
-def _content_length(response: requests.Response) -> Optional[int]:
-    value = response.headers.get("Content-Length")
-    if value is not None and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _parse_quota(body: bytes):
-    """Return (available, used) from a PROPFIND multistatus; None for missing or bad values."""
-    if not body or b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
-        return None, None
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as error:
-        log.warning("PROPFIND answer is not XML (%s); quota unknown", error)
-        return None, None
-    values = {}
-    for propstat in root.iter(_DAV + "propstat"):
-        status = propstat.findtext(_DAV + "status") or ""
-        if " 200 " not in status + " ":
-            continue
-        for prop in propstat.iter(_DAV + "prop"):
-            for name in ("quota-available-bytes", "quota-used-bytes"):
-                element = prop.find(_DAV + name)
-                text = (element.text or "").strip() if element is not None else ""
-                if text.isdigit():
-                    values[name] = int(text)
-    return values.get("quota-available-bytes"), values.get("quota-used-bytes")
 
 
 def _warn_insecure(options: HTTPOptions) -> None:

@@ -136,7 +136,7 @@ class TestConstruction(unittest.TestCase):
     def test_session_auth_does_not_print_the_secret(self):
         storage = HTTPStorage("http://127.0.0.1:1/", username="u", password=SECRET)
         self.addCleanup(storage.close)
-        self.assertNotIn(SECRET, repr(storage._session.auth))
+        self.assertNotIn(SECRET, repr(storage._transport._session.auth))
         self.assertNotIn(SECRET, repr(storage._options))
 
     def test_new_data_is_sharded_and_validated(self):
