@@ -201,11 +201,21 @@ class TestUploadProtocol(QuirkyServerCase):
 
     def test_move_retried_after_5xx(self):
         storage = self.make_storage()
-        self.server.fail_next("MOVE", 502)
-        module_data = storage.new_data(None)
-        storage.assign(None, module_data, OneWaySource(b"z" * 100))
-        self.assertEqual(len(self.server.recorded("MOVE")), 2)
-        self.assertEqual(storage.get_size(None, module_data), 100)
+        storage.assign(None, storage.new_data(None), io.BytesIO(b"learn the Destination form"))
+        self.server.clear()
+        for status in (502, 503):
+            with self.subTest(status=status):
+                self.server.clear()
+                self.sleeps.clear()
+                self.server.fail_next("MOVE", status)
+                module_data = storage.new_data(None)
+                storage.assign(None, module_data, OneWaySource(b"z" * 100))
+                moves = self.server.recorded("MOVE")
+                self.assertEqual(len(moves), 2)
+                self.assertEqual([m["destination"][:4] for m in moves], ["http", "http"],
+                                 "a known-good absolute Destination is kept on a 5xx")
+                self.assertEqual(self.sleeps, [0.2])
+                self.assertEqual(storage.get_size(None, module_data), 100)
 
     def test_full_server(self):
         storage = self.make_storage()
