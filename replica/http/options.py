@@ -1,4 +1,4 @@
-"""The options of :class:`replica.http.HTTPStorage`, parsed and validated in one place.
+"""The options of :class:`replica.http.HTTPStorage`, declared once with :mod:`modules.options`.
 
 The platform configures a module with a list of strings, so every option is
 accepted both as a keyword argument and as a ``name=value`` string in the
@@ -7,18 +7,25 @@ its own::
 
     HTTPStorage("https://nas.example/dav/store/", "timeout=5", "password_env=DAV_PASSWORD",
                 "username=backup")
+
+Types, units (``timeout=500ms``, ``chunk_size=4MiB``, ``upload_grace=2h``),
+boolean words and the ``<name>_env=VARIABLE`` form of secrets are the SDK's
+(see docs/module-authors.md); the rules that tie options together (basic
+*or* bearer authentication, ``ca_bundle`` with verification on, the base
+URL's shape) are checked here.
 """
-import math
 import os
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from modules.errors import ConfigurationError
+from modules.options import Option, OptionParser
+from modules.redaction import redact_text
 
 __all__ = [
     "HTTPOptions",
+    "OPTIONS",
     "parse_options",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_READ_TIMEOUT",
@@ -27,7 +34,7 @@ __all__ = [
     "DEFAULT_RETRY_MAX_WAIT",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_TEMPORARY_GRACE",
+    "DEFAULT_UPLOAD_GRACE",
     "DESTINATION_STYLES",
 ]
 
@@ -35,7 +42,7 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Seconds allowed between two bytes from the server (not a total deadline).
 DEFAULT_READ_TIMEOUT = 30.0
-#: Extra attempts after a transient failure (connection error, timeout, 5xx).
+#: Extra attempts after a transient failure (connection refused or reset, 5xx; not a timeout).
 DEFAULT_RETRIES = 3
 #: First pause between attempts, in seconds; it doubles on each retry.
 DEFAULT_RETRY_BACKOFF = 0.2
@@ -46,22 +53,97 @@ DEFAULT_POOL_SIZE = 10
 #: Bytes read from a source or a response per call.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 #: Seconds a temporary upload is left alone before ``repair`` removes it.
-DEFAULT_TEMPORARY_GRACE = 3600.0
+DEFAULT_UPLOAD_GRACE = 3600.0
 #: How MOVE's Destination is sent: detected once, an absolute URL, or a path (RFC 4918 10.3).
 DESTINATION_STYLES = ("auto", "absolute", "path")
 
-_OPTION = re.compile(r"\A([a-z_][a-z0-9_]*)=(.*)\Z", re.DOTALL)
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_MAX_TIMEOUT = 24 * 3600
 
-# Options that may be given as strings; "sleep" (a callable) is keyword-only.
-_STRING_OPTIONS = (
-    "base_url", "username", "user", "password", "password_env", "token", "token_env",
-    "verify_tls", "ca_bundle", "timeout", "connect_timeout", "read_timeout", "retries",
-    "retry_backoff", "retry_max_wait", "pool_size", "chunk_size", "temporary_grace",
-    "destination",
-)
-_SECRET_OPTIONS = {"password", "token"}
+
+def _base_url(value: str) -> str:
+    """Normalise the base URL (path quoted, one trailing slash); ValueError says what is wrong."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError as error:
+        raise ValueError("the base URL is malformed: %s" % error) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the base URL must start with http:// or https:// and name a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "the base URL must not carry credentials (user:password@host); use username= with "
+            "password_env= (or token_env=) so the secret stays out of the configuration")
+    if parts.query or parts.fragment:
+        raise ValueError("the base URL must not have a query (?...) or fragment (#...)")
+    if any(char.isspace() for char in value.strip()):
+        raise ValueError("the base URL must not contain spaces (write a space as %20)")
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")  # keep it ASCII for headers
+    if not path.endswith("/"):
+        path += "/"
+    if "/../" in path or "/./" in path:
+        raise ValueError("the base URL path must not contain '.' or '..' segments")
+    netloc = parts.hostname if ":" not in parts.hostname else "[%s]" % parts.hostname
+    if port is not None:
+        netloc += ":%d" % port
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _username(value: str) -> str:
+    if ":" in value:
+        raise ValueError("a basic-authentication user name must not contain ':'")
+    return value
+
+
+def _ca_bundle(value: str) -> str:
+    if not os.path.exists(value):
+        raise ValueError("no such file or directory (give a PEM file or a directory of "
+                         "certificates)")
+    return value
+
+
+def _sleep(value: Any) -> Any:
+    if not callable(value):
+        raise ValueError("sleep must be a callable taking seconds (for tests)")
+    return value
+
+
+_TIMEOUT = dict(minimum="1ms", maximum=_MAX_TIMEOUT)
+
+#: The declared options of HTTPStorage (also the source of docs/http.md's table).
+OPTIONS = OptionParser("HTTPStorage", [
+    Option("base_url", "str", required=True, positional=True, validate=_base_url,
+           help="the base URL of an existing WebDAV collection, e.g. "
+                "https://nas.example/dav/store/"),
+    Option("username", "str", validate=_username, help="HTTP basic authentication user"),
+    Option("user", "str", validate=_username, help="the same as username"),
+    Option("password", "str", secret=True, env_option=True,
+           help="the basic-authentication password (prefer password_env=)"),
+    Option("token", "str", secret=True, env_option=True,
+           help="a bearer token (prefer token_env=)"),
+    Option("verify_tls", "bool", default=True, help="check the server's TLS certificate"),
+    Option("ca_bundle", "str", validate=_ca_bundle,
+           help="a PEM file or directory of a private certificate authority"),
+    Option("timeout", "duration", help="sets connect_timeout and read_timeout", **_TIMEOUT),
+    Option("connect_timeout", "duration", help="seconds to open a connection", **_TIMEOUT),
+    Option("read_timeout", "duration", help="seconds between two bytes from the server",
+           **_TIMEOUT),
+    Option("retries", "int", default=DEFAULT_RETRIES, minimum=0, maximum=100,
+           help="extra attempts after a transient failure"),
+    Option("retry_backoff", "duration", default=DEFAULT_RETRY_BACKOFF, minimum=0,
+           maximum=_MAX_TIMEOUT, help="first pause between attempts; doubles each retry"),
+    Option("retry_max_wait", "duration", default=DEFAULT_RETRY_MAX_WAIT, minimum=0,
+           maximum=_MAX_TIMEOUT, help="longest pause between attempts"),
+    Option("pool_size", "int", default=DEFAULT_POOL_SIZE, minimum=1, maximum=1000,
+           help="connections kept open to the server"),
+    Option("chunk_size", "size", default=DEFAULT_CHUNK_SIZE, minimum=4096,
+           maximum="256MiB", help="bytes read from a source or a response per call"),
+    Option("upload_grace", "duration", default=DEFAULT_UPLOAD_GRACE, minimum=0,
+           maximum="365d", help="age after which repair() removes a temporary upload"),
+    Option("destination", "choice", default="auto", choices=DESTINATION_STYLES,
+           help="MOVE's Destination form: detected once, absolute URL or path"),
+    Option("sleep", "object", validate=_sleep,
+           help="replaces time.sleep between retries (tests; keyword only)"),
+])
 
 
 @dataclass(frozen=True)
@@ -81,7 +163,7 @@ class HTTPOptions:
     pool_size: int
     chunk_size: int
     sleep: Optional[Callable[[float], None]]
-    temporary_grace: float = DEFAULT_TEMPORARY_GRACE
+    upload_grace: float = DEFAULT_UPLOAD_GRACE
     destination: str = "auto"
 
     def __repr__(self) -> str:
@@ -105,7 +187,7 @@ class HTTPOptions:
 
 
 def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
-                  environ: Optional[Dict[str, str]] = None) -> HTTPOptions:
+                  environ: Optional[Mapping[str, str]] = None) -> HTTPOptions:
     """Merge positional ``name=value`` strings and keywords into validated options.
 
     Returns:
@@ -114,36 +196,19 @@ def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
 
     Raises:
         ConfigurationError: an option is unknown, given twice, malformed or
-            inconsistent; the message names it (never its secret value).
+            inconsistent; the message names it (never a secret: URLs in it
+            are redacted).
     """
-    environ = os.environ if environ is None else environ
-    values: Dict[str, Any] = {}
-    for index, arg in enumerate(args):
-        match = _OPTION.match(arg) if isinstance(arg, str) else None
-        if match:
-            name, value = match.group(1), match.group(2)
-        elif index == 0:
-            name, value = "base_url", arg
-        else:
-            shown = "a %s" % type(arg).__name__ if not isinstance(arg, str) else (
-                "%r" % arg[:60] if "=" not in arg else "an argument without a valid name")
-            raise ConfigurationError(
-                "HTTPStorage argument %d is %s; after the base URL every argument must be "
-                "'name=value' with one of: %s" % (index + 1, shown, ", ".join(_STRING_OPTIONS)))
-        _put(values, name, value)
-    for name, value in kwargs.items():
-        _put(values, name, value)
+    try:
+        settings = OPTIONS.parse(args, kwargs, environ)
+    except ConfigurationError as error:
+        # The parser quotes a bad value; a base URL may carry user:password@.
+        raise ConfigurationError(redact_text(str(error))) from None
 
-    unknown = sorted(set(values) - set(_STRING_OPTIONS) - {"sleep"})
-    if unknown:
-        raise ConfigurationError("HTTPStorage does not know the option(s) %s; known: %s" % (
-            ", ".join(unknown), ", ".join(_STRING_OPTIONS + ("sleep",))))
-
-    if "user" in values and "username" in values:
+    if settings.user is not None and settings.username is not None:
         raise ConfigurationError("give either username or user (the same option), not both")
-    username = _text(values, "username") if "username" in values else _text(values, "user")
-    password = _secret(values, environ, "password", "password_env")
-    token = _secret(values, environ, "token", "token_env")
+    username = settings.username if settings.username is not None else settings.user
+    password, token = settings.password, settings.token
     if token is not None and (username is not None or password is not None):
         raise ConfigurationError(
             "configure either basic authentication (username + password/password_env) or a "
@@ -153,166 +218,30 @@ def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
     if username is not None and password is None:
         raise ConfigurationError(
             "username=%r needs password= or password_env=NAME_OF_ENVIRONMENT_VARIABLE" % username)
-    if username is not None and ":" in username:
-        raise ConfigurationError("username must not contain ':' (basic authentication)")
 
-    verify: Any = _boolean(values, "verify_tls", True)
-    ca_bundle = _text(values, "ca_bundle")
-    if ca_bundle is not None:
+    verify: Any = settings.verify_tls
+    if settings.ca_bundle is not None:
         if verify is False:
             raise ConfigurationError("ca_bundle makes no sense with verify_tls=false; drop one")
-        if not os.path.exists(ca_bundle):
-            raise ConfigurationError("ca_bundle %r does not exist (give a PEM file or a "
-                                     "directory of certificates)" % ca_bundle)
-        verify = ca_bundle
+        verify = settings.ca_bundle
 
-    timeout = _number(values, "timeout", None)
-    connect_timeout = _number(values, "connect_timeout", timeout or DEFAULT_CONNECT_TIMEOUT)
-    read_timeout = _number(values, "read_timeout", timeout or DEFAULT_READ_TIMEOUT)
-    retry_backoff = _number(values, "retry_backoff", DEFAULT_RETRY_BACKOFF, allow_zero=True)
-    retry_max_wait = _number(values, "retry_max_wait", DEFAULT_RETRY_MAX_WAIT, allow_zero=True)
-
-    temporary_grace = _number(values, "temporary_grace", DEFAULT_TEMPORARY_GRACE,
-                              allow_zero=True, maximum=365 * 24 * 3600)
-    destination = values.get("destination", "auto")
-    if destination not in DESTINATION_STYLES:
-        raise ConfigurationError("HTTPStorage option destination must be one of %s, got %r"
-                                 % (", ".join(DESTINATION_STYLES), destination))
-
-    sleep = values.get("sleep")
-    if sleep is not None and not callable(sleep):
-        raise ConfigurationError("sleep must be a callable taking seconds (for tests)")
-
+    timeout = settings.timeout
+    connect_timeout = settings.connect_timeout or timeout or DEFAULT_CONNECT_TIMEOUT
+    read_timeout = settings.read_timeout or timeout or DEFAULT_READ_TIMEOUT
     return HTTPOptions(
-        base_url=_base_url(values.get("base_url")),
+        base_url=settings.base_url,
         username=username,
         password=password,
         token=token,
         verify=verify,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        retries=_integer(values, "retries", DEFAULT_RETRIES, minimum=0, maximum=100),
-        retry_backoff=retry_backoff,
-        retry_max_wait=max(retry_max_wait, retry_backoff),
-        pool_size=_integer(values, "pool_size", DEFAULT_POOL_SIZE, minimum=1, maximum=1000),
-        chunk_size=_integer(values, "chunk_size", DEFAULT_CHUNK_SIZE, minimum=4096,
-                            maximum=256 * 1024 * 1024),
-        sleep=sleep,
-        temporary_grace=temporary_grace,
-        destination=destination,
+        retries=settings.retries,
+        retry_backoff=settings.retry_backoff,
+        retry_max_wait=max(settings.retry_max_wait, settings.retry_backoff),
+        pool_size=settings.pool_size,
+        chunk_size=settings.chunk_size,
+        sleep=settings.sleep,
+        upload_grace=settings.upload_grace,
+        destination=settings.destination,
     )
-
-
-# -- helpers ------------------------------------------------------------------
-
-def _put(values: Dict[str, Any], name: str, value: Any) -> None:
-    if name in values:
-        raise ConfigurationError("HTTPStorage option %r is given twice" % name)
-    values[name] = value
-
-
-def _text(values: Dict[str, Any], name: str) -> Optional[str]:
-    value = values.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or "\0" in value or "\n" in value:
-        shown = "a secret" if name in _SECRET_OPTIONS else repr(value)[:60]
-        raise ConfigurationError("HTTPStorage option %s must be a non-empty one-line string, "
-                                 "got %s" % (name, shown))
-    return value
-
-
-def _secret(values: Dict[str, Any], environ, name: str, env_name: str) -> Optional[str]:
-    direct = _text(values, name)
-    variable = _text(values, env_name)
-    if direct is not None and variable is not None:
-        raise ConfigurationError("give either %s= or %s=, not both" % (name, env_name))
-    if variable is None:
-        return direct
-    secret = environ.get(variable)
-    if not secret:
-        raise ConfigurationError(
-            "%s=%s names an environment variable that is not set (or empty) in this "
-            "process; export it before starting the server" % (env_name, variable))
-    if "\n" in secret or "\r" in secret or "\0" in secret:
-        raise ConfigurationError("the environment variable %s named by %s contains a line "
-                                 "break or NUL" % (variable, env_name))
-    return secret
-
-
-def _boolean(values: Dict[str, Any], name: str, default: bool) -> bool:
-    value = values.get(name, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ConfigurationError("HTTPStorage option %s must be true or false, got %r" % (
-        name, value))
-
-
-def _number(values: Dict[str, Any], name: str, default: Optional[float],
-            allow_zero: bool = False, maximum: float = 24 * 3600) -> Optional[float]:
-    value = values.get(name, default)
-    if value is None:
-        return None
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero) \
-            or number > maximum:
-        raise ConfigurationError("HTTPStorage option %s must be a number of seconds %s, got %r"
-                                 % (name, ">= 0" if allow_zero else "> 0", value))
-    return number
-
-
-def _integer(values: Dict[str, Any], name: str, default: int, minimum: int, maximum: int) -> int:
-    value = values.get(name, default)
-    try:
-        number = int(value, 10) if isinstance(value, str) else value
-    except ValueError:
-        number = None
-    if isinstance(number, bool) or not isinstance(number, int) or not minimum <= number <= maximum:
-        raise ConfigurationError("HTTPStorage option %s must be an integer from %d to %d, got %r"
-                                 % (name, minimum, maximum, value))
-    return number
-
-
-def _base_url(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(
-            "HTTPStorage needs the base URL of a WebDAV collection as its first argument, "
-            "e.g. 'https://nas.example/dav/store/'; got %s" % (
-                "nothing" if value is None else type(value).__name__ if not isinstance(value, str)
-                else "an empty string"))
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError as error:
-        raise ConfigurationError("base URL is malformed: %s" % error) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError("base URL must start with http:// or https:// and name a host, "
-                                 "got %r" % _without_userinfo(parts))
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError(
-            "base URL must not carry credentials (user:password@host); use username= with "
-            "password_env= (or token_env=) so the secret stays out of the configuration")
-    if parts.query or parts.fragment:
-        raise ConfigurationError("base URL must not have a query (?...) or fragment (#...)")
-    if any(char.isspace() for char in value.strip()) or "\0" in value:
-        raise ConfigurationError("base URL must not contain spaces or control characters "
-                                 "(write a space as %20)")
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")  # keep it ASCII for headers
-    if not path.endswith("/"):
-        path += "/"
-    if "/../" in path or "/./" in path:
-        raise ConfigurationError("base URL path must not contain '.' or '..' segments")
-    netloc = parts.hostname if ":" not in parts.hostname else "[%s]" % parts.hostname
-    if port is not None:
-        netloc += ":%d" % port
-    return urlunsplit((parts.scheme, netloc, path, "", ""))
-
-
-def _without_userinfo(parts) -> str:
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

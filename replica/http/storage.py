@@ -73,7 +73,7 @@ class HTTPStorage(StorageModule):
             ``verify_tls`` (default true), ``ca_bundle``; ``timeout``,
             ``connect_timeout`` (5 s), ``read_timeout`` (30 s); ``retries``
             (3), ``retry_backoff`` (0.2 s), ``retry_max_wait`` (5 s);
-            ``pool_size`` (10); ``chunk_size`` (1 MiB); ``temporary_grace``
+            ``pool_size`` (10); ``chunk_size`` (1 MiB); ``upload_grace``
             (3600 s); ``destination`` (``auto``); ``sleep`` (keyword only,
             replaces ``time.sleep`` between retries).
 
@@ -94,7 +94,7 @@ class HTTPStorage(StorageModule):
         self.base_url = options.base_url
         self._transport = Transport(options)
         self._webdav = WebDAV(self._transport, options.destination)
-        self._sweeper = Sweeper(self._webdav, self.base_url, options.temporary_grace)
+        self._sweeper = Sweeper(self._webdav, self.base_url, options.upload_grace)
         self._discard_retrying = make_discard_retrying(
             _DISCARD_PAUSES, is_closed=lambda: self._transport.closed, sleep=options.sleep)
         self._lock = threading.Lock()
@@ -295,7 +295,7 @@ class HTTPStorage(StorageModule):
         return result
 
     def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
-        """Remove temporary uploads older than ``temporary_grace`` (left by killed writers).
+        """Remove temporary uploads older than ``upload_grace`` (left by killed writers).
 
         Lists the shard collections with ``PROPFIND`` (``Depth: 1``): one
         request for the base collection and one per shard collection (only
@@ -327,7 +327,7 @@ class HTTPStorage(StorageModule):
                       "reason": "the server does not list collections (PROPFIND answered %d); "
                                 "remove '%s*' files older than %g s on the server itself"
                                 % (error.http_status, TEMP_PREFIX,
-                                   self._options.temporary_grace)}
+                                   self._options.upload_grace)}
         return {"temporaries": report}
 
     def close(self) -> None:
@@ -425,7 +425,7 @@ class HTTPStorage(StorageModule):
         the temporary only after a first DELETE found nothing (404), so a 404
         is checked again after short pauses (the discard policy of
         :mod:`replica.http.retry`). What is still left is removed by
-        :meth:`repair` once older than ``temporary_grace``.
+        :meth:`repair` once older than ``upload_grace``.
         """
         if self._transport.closed:
             return
@@ -433,7 +433,7 @@ class HTTPStorage(StorageModule):
             self._discard_retrying(self._webdav.delete, temp_url, retry=False)
         except StorageError as error:
             log.warning("could not delete the temporary upload %s (repair removes it once it "
-                        "is older than %g s): %s", temp_url, self._options.temporary_grace, error)
+                        "is older than %g s): %s", temp_url, self._options.upload_grace, error)
 
     # -- helpers ----------------------------------------------------------
 

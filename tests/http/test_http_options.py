@@ -43,6 +43,25 @@ class TestOptionParsing(unittest.TestCase):
         self.assertEqual(from_strings.password, SECRET)
         self.assertIs(from_strings.verify, False)
 
+    def test_the_sdk_parser_units_and_words(self):
+        """Issue 12: HTTP options go through modules.options (units, one set of boolean words)."""
+        options = parse_options(["http://h/", "timeout=500ms", "chunk_size=4MiB",
+                                 "upload_grace=2h", "verify_tls=OFF", "destination=path",
+                                 "retry_backoff=0"], {})
+        self.assertEqual(options.timeout, (0.5, 0.5))
+        self.assertEqual(options.chunk_size, 4 * 1024 * 1024)
+        self.assertEqual(options.upload_grace, 7200.0)
+        self.assertIs(options.verify, False)
+        self.assertEqual(options.destination, "path")
+        self.assertEqual(options.retry_backoff, 0.0)
+        self.assertEqual(parse_options(["http://h/"], {}).upload_grace, 3600.0)
+        for bad, named in (("destination=relative", "destination"), ("timeout=0", "timeout"),
+                           ("upload_grace=-1", "upload_grace"), ("chunk_size=1TiB", "chunk_size")):
+            with self.subTest(bad=bad):
+                with self.assertRaises(ConfigurationError) as caught:
+                    parse_options(["http://h/", bad], {})
+                self.assertIn(named, str(caught.exception))
+
     def test_base_url_may_be_given_by_name(self):
         options = parse_options(["base_url=http://127.0.0.1:1/a/b"], {})
         self.assertEqual(options.base_url, "http://127.0.0.1:1/a/b/")

@@ -3,7 +3,7 @@
 A writer killed during ``assign`` leaves ``xx/yy/.upload-<key>-<random>`` in
 the shard collection. ``HTTPStorage.repair`` lists the shard collections
 (PROPFIND, Depth 1) and removes the temporaries older than
-``temporary_grace``; a fresh one is never touched (another process may be
+``upload_grace``; a fresh one is never touched (another process may be
 writing it), and nothing else is. The leftovers are made here as files in
 the server's directory with the modification time a killed upload would
 have left.
@@ -36,7 +36,7 @@ class TestTemporarySweep(QuirkyServerCase):
 
     def test_stale_temporaries_are_removed_and_fresh_ones_kept(self):
         """Issue 9: temporaries of killed writes stayed for good (5 kills left 19 files)."""
-        storage = self.make_storage("temporary_grace=600")
+        storage = self.make_storage("upload_grace=600")
         kept_object = storage.new_data(None)
         storage.assign(None, kept_object, io.BytesIO(b"a real object"))
         stale = [self.leftover(storage.new_data(None), 1000, 7200) for _ in range(3)]
@@ -61,7 +61,7 @@ class TestTemporarySweep(QuirkyServerCase):
         self.assertEqual(temporaries["uploading"], 0)
 
     def test_repair_of_one_object_sweeps_its_shard_only(self):
-        storage = self.make_storage("temporary_grace=600")
+        storage = self.make_storage("upload_grace=600")
         mine, other = storage.new_data(None), storage.new_data(None)
         while other[:5] == mine[:5]:
             other = storage.new_data(None)
@@ -76,7 +76,7 @@ class TestTemporarySweep(QuirkyServerCase):
             storage.repair(None, "../../etc")
 
     def test_the_grace_period_is_an_option(self):
-        storage = self.make_storage("temporary_grace=30")
+        storage = self.make_storage("upload_grace=30")
         left = self.leftover(storage.new_data(None), 10, 120)
         self.assertEqual(storage.repair(None)["temporaries"]["removed"], 1)
         self.assertFalse(os.path.exists(left))
@@ -94,7 +94,7 @@ class TestTemporarySweep(QuirkyServerCase):
         self.assertIn("PROPFIND", report["reason"])
 
     def test_an_unlistable_base_collection_raises_and_removes_nothing(self):
-        storage = self.make_storage("temporary_grace=600")
+        storage = self.make_storage("upload_grace=600")
         first = self.leftover(storage.new_data(None), 10, 7200)
         self.server.fail_next("PROPFIND", 500, times=1)
         with self.assertRaises(LocationUnavailable):
@@ -106,7 +106,7 @@ class TestTemporarySweep(QuirkyServerCase):
 
     def test_the_temporary_of_a_killed_writer_is_swept(self):
         """Issue 9: ``kill -9`` of a writing process leaves its temporary; repair removes it."""
-        storage = self.make_storage("temporary_grace=600")
+        storage = self.make_storage("upload_grace=600")
         module_data = storage.new_data(None)
         writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
             import sys, time
