@@ -40,6 +40,8 @@ class QuirkyDAVServer:
         self.backend_scheme: Optional[str] = None
         #: Answer 400 to MOVE/COPY whose Destination is not an absolute URL (Apache mod_dav).
         self.refuse_path_destination = False
+        #: Answer every PROPFIND with 207 and this body (hostile or broken XML).
+        self.propfind_body: Optional[bytes] = None
         self._failures: List[list] = []
         self._lock = threading.Lock()
         self.requests: List[Dict[str, str]] = []
@@ -86,6 +88,7 @@ class QuirkyDAVServer:
             self.truncate_put_to = None
             self.backend_scheme = None
             self.refuse_path_destination = False
+            self.propfind_body = None
             self._failures.clear()
             self.requests.clear()
 
@@ -135,6 +138,12 @@ class QuirkyDAVServer:
             start_response("%d Injected" % status, [("Content-Type", "text/plain"),
                                                     ("Content-Length", "8")])
             return [] if method == "HEAD" else [b"injected"]  # no body on HEAD
+        if method == "PROPFIND" and self.propfind_body is not None:
+            _drain(environ)
+            start_response("207 Multi-Status", [
+                ("Content-Type", "application/xml"),
+                ("Content-Length", str(len(self.propfind_body)))])
+            return [self.propfind_body]
         if self.backend_scheme is not None:
             environ["wsgi.url_scheme"] = self.backend_scheme
         if self.ignore_range:

@@ -145,6 +145,25 @@ class TestTemporarySweep(QuirkyServerCase):
         self.assertEqual(os.listdir(shard), [])
         self.assertFalse(storage.available(None, module_data))
 
+    def test_hostile_propfind_answers_are_refused_by_defusedxml(self):
+        """Issue 12: PROPFIND XML goes through defusedxml (no entity expansion, no DTD)."""
+        bomb = (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa">'
+                b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+                b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+                b'<D:multistatus xmlns:D="DAV:"><D:response><D:href>&c;</D:href>'
+                b'</D:response></D:multistatus>')
+        storage = self.make_storage()
+        for body in (bomb, b"<not xml", b'<?xml version="1.0"?><!DOCTYPE x SYSTEM '
+                                        b'"file:///etc/passwd"><x/>'):
+            with self.subTest(body=body[:30]):
+                self.server.propfind_body = body
+                with self.assertRaises(LocationUnavailable) as caught:
+                    storage.repair(None)
+                self.assertIn("PROPFIND", str(caught.exception))
+                stats = storage.statistics(None)
+                self.assertEqual(stats["status"], "ok")
+                self.assertEqual(stats["capacity"]["total"], -1)
+
     def test_own_temporary_names_are_recognised(self):
         name = temporary_name(uuid.uuid4().hex)
         self.assertTrue(is_temporary_name(name))
