@@ -20,8 +20,31 @@ Builtins are mixed in where a generic caller benefits: ``ObjectNotFound`` is
 a ``LookupError``, ``InvalidModuleData`` and ``ConfigurationError`` are
 ``ValueError``\\ s, ``LocationUnavailable`` and ``InsufficientStorage`` are
 ``OSError``\\ s, ``LocationTimeout`` is a ``TimeoutError``.
+
+The failure model
+-----------------
+Every error carries its attributes as constructor keywords (never set on a
+raised instance afterwards):
+
+* ``location``: the name of the location the error is about (None when not
+  about one location);
+* ``retryable``: whether the same call may succeed later or at another
+  location; the class sets the default (True only for
+  :class:`LocationUnavailable` and its subclasses), a raiser may override it
+  (an HTTP 501 or a TLS failure is a ``LocationUnavailable`` that will not
+  change by itself);
+* ``status``: the HTTP status the error was made from (None otherwise);
+* ``failures``: for an error that sums up several locations (a write below
+  its quorum, a read no copy could serve), the error of each location by
+  name.
+
+:func:`is_transient` is the one rule that decides what is retried, by every
+retry policy of the SDK. :func:`format_failures` is the one way to show
+"failures by location" to a person or a log; it masks secrets.
 """
-from typing import Optional
+from typing import Any, Mapping, Optional
+
+from modules.redaction import redact_text
 
 __all__ = [
     "StorageError",
@@ -37,14 +60,39 @@ __all__ = [
     "ConfigurationError",
     "SourceStreamError",
     "Unsupported",
+    "is_transient",
+    "format_failures",
 ]
+
+#: Longest text one location's failure takes in :func:`format_failures`.
+_MAX_FAILURE_TEXT = 500
 
 
 class StorageError(Exception):
-    """Root of every error the SDK and its modules raise on purpose."""
+    """Root of every error the SDK and its modules raise on purpose.
 
-    #: Whether trying the same operation again (after a pause) may succeed.
+    Args:
+        message: what went wrong and what to do about it.
+        location: the name of the location the error is about, if any.
+        retryable: override the class's :attr:`retryable` (None: keep it).
+        status: the HTTP status the error was made from, if any.
+        failures: location name -> that location's error, for an error that
+            sums up several locations (a quorum not reached, no copy readable).
+    """
+
+    #: Class default: whether the same call may succeed later or elsewhere
+    #: (see :func:`is_transient` for what is retried at the same location).
     retryable = False
+
+    def __init__(self, message: str = "", *, location: Optional[str] = None,
+                 retryable: Optional[bool] = None, status: Optional[int] = None,
+                 failures: Optional[Mapping[str, BaseException]] = None):
+        super().__init__(message)
+        self.location = location
+        if retryable is not None:
+            self.retryable = bool(retryable)
+        self.status = status
+        self.failures = dict(failures) if failures else {}
 
 
 # -- errors about one object -------------------------------------------------
@@ -52,10 +100,10 @@ class StorageError(Exception):
 class ObjectError(StorageError):
     """An error about one object; ``module_data`` names it (may be None)."""
 
-    def __init__(self, message: str, *, module_data=None, location: Optional[str] = None):
-        super().__init__(message)
+    def __init__(self, message: str = "", *, module_data=None, location: Optional[str] = None,
+                 **keywords: Any):
+        super().__init__(message, location=location, **keywords)
         self.module_data = module_data
-        self.location = location
 
 
 class ObjectNotFound(ObjectError, LookupError):
@@ -90,10 +138,6 @@ class LocationError(StorageError):
     credentials); ``__cause__`` holds the underlying error when there is one.
     """
 
-    def __init__(self, message: str, *, location: Optional[str] = None):
-        super().__init__(message)
-        self.location = location
-
 
 class LocationUnavailable(LocationError, OSError):
     """The storage cannot be reached or used right now.
@@ -105,7 +149,14 @@ class LocationUnavailable(LocationError, OSError):
 
 
 class LocationTimeout(LocationUnavailable, TimeoutError):
-    """The storage did not answer within the configured time. Retryable."""
+    """The storage did not answer within the configured time.
+
+    ``retryable`` (worth trying later or elsewhere) but not transient in the
+    sense of :func:`is_transient`: a timeout means "this location is slow
+    now", and another attempt there costs the caller the whole timeout
+    again. Callers with other locations move on to the next one, as
+    OpenStack Swift's proxy does with a node that timed out.
+    """
 
 
 class InsufficientStorage(LocationError, OSError):
@@ -137,3 +188,42 @@ class Unsupported(StorageError, NotImplementedError):
 
     Its ``capabilities`` mapping says so as well.
     """
+
+
+# -- the rules -----------------------------------------------------------------
+
+def is_transient(error: BaseException) -> bool:
+    """Return True when ``error`` is worth another attempt at the same location, now.
+
+    The one rule for retry policies (the replica's ``read_attempts``; meant
+    for every module that retries): an SDK error whose ``retryable`` is
+    true (a :class:`LocationUnavailable` its raiser did not mark as
+    permanent) and that is not a :class:`LocationTimeout` (a slow location
+    is left for another copy, not asked again). Foreign exceptions are not
+    transient: translate them to SDK errors first.
+    """
+    return (isinstance(error, StorageError) and bool(error.retryable)
+            and not isinstance(error, LocationTimeout))
+
+
+def format_failures(failures: Mapping[str, Any]) -> str:
+    """Render "failures by location" as one line, with secrets masked.
+
+    Args:
+        failures: location name -> its error (an exception or a text).
+
+    Returns:
+        str: ``"name: ErrorClass: message; ..."`` in the mapping's order,
+        each entry cut at 500 characters and passed through
+        :func:`modules.redaction.redact_text`; ``"no details"`` when empty.
+    """
+    parts = []
+    for name, error in failures.items():
+        if isinstance(error, BaseException):
+            text = "%s: %s" % (type(error).__name__, error)
+        else:
+            text = str(error)
+        if len(text) > _MAX_FAILURE_TEXT:
+            text = text[:_MAX_FAILURE_TEXT] + "..."
+        parts.append("%s: %s" % (name, text))
+    return redact_text("; ".join(parts)) if parts else "no details"
