@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import tenacity
 
-from modules.errors import LocationTimeout, LocationUnavailable
+from modules import errors
 
 __all__ = ["is_transient", "make_retrying", "make_discard_retrying"]
 
@@ -36,13 +36,13 @@ _NOT_THERE = 404
 def is_transient(error: BaseException) -> bool:
     """Return True for errors worth another attempt on the same server now.
 
-    That is a retryable :class:`LocationUnavailable` that is not a
-    :class:`LocationTimeout`: a refused or reset connection, an early end of
-    a response, 5xx, 408, 425, 429. Timeouts, TLS failures, authentication,
-    space, not-found and protocol errors are not transient here.
+    The SDK's one rule, :func:`modules.errors.is_transient`: a retryable SDK
+    error that is not a :class:`LocationTimeout`. As mapped by
+    :mod:`replica.http.errors` that is a refused or reset connection, an
+    early end of a response, 5xx, 408, 425, 429. Timeouts, TLS failures,
+    authentication, space, not-found and protocol errors are not transient.
     """
-    return (isinstance(error, LocationUnavailable) and not isinstance(error, LocationTimeout)
-            and bool(getattr(error, "retryable", False)))
+    return errors.is_transient(error)
 
 
 def make_retrying(attempts: int, backoff: float, max_wait: float,

@@ -321,12 +321,12 @@ class HTTPStorage(StorageModule):
         try:
             report = self._sweeper.sweep(shard)
         except LocationUnavailable as error:
-            if getattr(error, "http_status", None) not in (405, 501):
+            if error.status not in (405, 501):
                 raise
             report = {"complete": False, "found": 0, "removed": 0,
                       "reason": "the server does not list collections (PROPFIND answered %d); "
                                 "remove '%s*' files older than %g s on the server itself"
-                                % (error.http_status, TEMP_PREFIX,
+                                % (error.status, TEMP_PREFIX,
                                    self._options.upload_grace)}
         return {"temporaries": report}
 
@@ -377,7 +377,7 @@ class HTTPStorage(StorageModule):
                 failed = source_error(body)
                 if failed is not None:
                     raise failed from failed.__cause__
-                if getattr(error, "http_status", None) == 409:
+                if isinstance(error, StorageError) and error.status == 409:
                     # The shard collection vanished (server wiped?): create it again; the
                     # next attempt (if the source can be rewound) finds it.
                     self._forget_collections(module_data)

@@ -4,9 +4,12 @@ One streaming response is kept open and read from while reads are
 sequential; ``seek`` only moves the position, and the next read asks again
 with ``Range: bytes=<position>-``. A server that ignores ``Range`` (200
 instead of 206) is read from the start and the bytes before the position are
-skipped. A failure in the middle of a response (connection reset, timeout,
-early end) drops the response and re-requests from the current position, up
-to the storage's retry limit, so a long read survives a brief outage.
+skipped. A failure in the middle of a response (connection reset, early
+end) drops the response and re-requests from the current position, up to the
+storage's retry limit, so a long read survives a brief outage. A timeout is
+raised at once (:mod:`replica.http.retry`: the caller does better to read
+another copy). ``Content-Range`` and ``Content-Length`` are parsed by
+:mod:`replica.http.headers`.
 """
 import logging
 from typing import Callable, Optional

@@ -111,7 +111,7 @@ class WebDAV:
             header, seconds since the epoch) and the kept members.
 
         Raises:
-            LocationUnavailable: the server cannot list (``http_status`` 405
+            LocationUnavailable: the server cannot list (``status`` 405
                 or 501: no PROPFIND, e.g. nginx without dav-ext), the
                 collection is missing (404), or the answer is not a
                 multistatus.
@@ -238,7 +238,7 @@ class WebDAV:
         try:
             self._send_move(source_url, destination_url)
         except LocationUnavailable as error:
-            if style == "absolute" or getattr(error, "http_status", None) \
+            if style == "absolute" or error.status \
                     not in _DESTINATION_REFUSED:
                 raise
             refused = error
@@ -248,7 +248,7 @@ class WebDAV:
         try:
             self._send_move(source_url, path)
         except LocationUnavailable as error:
-            if getattr(error, "http_status", None) in _DESTINATION_REFUSED:
+            if error.status in _DESTINATION_REFUSED:
                 raise destination_refused(source_url, refused, error,
                                           location=self._transport.location) from None
             raise

@@ -101,7 +101,7 @@ class TestBehindTLSProxy(unittest.TestCase):
         self.assertIn("TLS", message)
         self.assertIn("proxy", message)
         self.assertNotIn("write access", message)
-        self.assertEqual(caught.exception.http_status, 502)
+        self.assertEqual(caught.exception.status, 502)
         self.assertFalse(storage.available(None, module_data))
         shard = os.path.join(self.root, self.store, *module_data.split("/")[:2])
         self.assertEqual(os.listdir(shard), [], "the temporary was not deleted")

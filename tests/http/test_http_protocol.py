@@ -287,7 +287,7 @@ class TestRequestsAndRetries(QuirkyServerCase):
                 self.server.fail_next("HEAD", status)
                 with self.assertRaises(expected) as caught:
                     storage.get_size(None, module_data)
-                self.assertEqual(caught.exception.http_status, status)
+                self.assertEqual(caught.exception.status, status)
                 self.assertEqual(self.sleeps, [], "%d must not be retried" % status)
                 self.assertIn(str(status), str(caught.exception))
         self.assertEqual(storage.get_size(None, module_data), 3)
