@@ -43,6 +43,8 @@ from modules.errors import (
     StorageError,
 )
 from modules.keys import SHARDED_KEY, new_sharded_key, sharded_key_for
+from modules.redaction import redact_text
+from modules.reports import STATUS_OK, STATUS_UNAVAILABLE, RepairReport
 from replica.http.headers import content_length
 from replica.http.options import HTTPOptions, parse_options
 from replica.http.retry import make_discard_retrying
@@ -256,8 +258,9 @@ class HTTPStorage(StorageModule):
         Returns:
             dict: ``capacity`` (total/free/used bytes, -1 unknown, with
             ``capacity_reason`` when unknown), ``base_url``, ``status``
-            (``'ok'``, ``'unavailable'``, ``'auth_failed'`` or ``'closed'``),
-            ``reason`` when not ok, ``auth`` (the scheme only), ``destination``
+            (``'ok'`` or ``'unavailable'``, :data:`modules.reports.STATUSES`),
+            ``reason`` and ``cause`` (``'unreachable'``, ``'auth_failed'``,
+            ``'closed'`` or ``'unexpected'``) when not ok, ``auth`` (the scheme only), ``destination``
             (the MOVE Destination form in use: ``'absolute'``, ``'path'`` or
             ``'unknown'`` before the first upload), ``temporaries``
             (``uploading``: this instance's uploads in progress; ``files``,
@@ -272,19 +275,20 @@ class HTTPStorage(StorageModule):
                                   "auth": self._options.auth_description}
         try:
             capacity, reason = self._quota()
-            result.update(status="ok", capacity=capacity)
+            result.update(status=STATUS_OK, capacity=capacity)
             if reason:
                 result["capacity_reason"] = reason
         except StorageError as error:
-            status = "auth_failed" if isinstance(error, PermissionError) else "unavailable"
+            cause = "auth_failed" if isinstance(error, PermissionError) else "unreachable"
             if self._transport.closed:
-                status = "closed"
-            result.update(status=status, reason=str(error), capacity=self.capacity(),
+                cause = "closed"
+            result.update(status=STATUS_UNAVAILABLE, cause=cause, reason=redact_text(error),
+                          capacity=self.capacity(),
                           capacity_reason="the server could not be asked")
         except Exception as error:  # statistics must never raise; say what happened
             log.exception("statistics for %s failed unexpectedly", self.base_url)
-            result.update(status="unavailable", capacity=self.capacity(),
-                          reason="%s: %s" % (type(error).__name__, error),
+            result.update(status=STATUS_UNAVAILABLE, cause="unexpected", capacity=self.capacity(),
+                          reason=redact_text("%s: %s" % (type(error).__name__, error)),
                           capacity_reason="the server could not be asked")
         result["destination"] = self._webdav.destination_style
         with self._lock:
@@ -294,19 +298,24 @@ class HTTPStorage(StorageModule):
         result.update(self._transport.snapshot())
         return result
 
-    def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None,
+               rate: Optional[float] = None) -> Dict[str, Any]:
         """Remove temporary uploads older than ``upload_grace`` (left by killed writers).
 
         Lists the shard collections with ``PROPFIND`` (``Depth: 1``): one
         request for the base collection and one per shard collection (only
         ``module_data``'s shard when given). Fresh temporaries are counted
-        and left alone: another process may be writing them.
+        and left alone: another process may be writing them. ``rate`` is
+        accepted and ignored: the sweep reads no object data.
 
         Returns:
-            dict: ``{"temporaries": report}`` with the counts of
-            :meth:`replica.http.temporaries.Sweeper.sweep`; when the server
-            does not answer PROPFIND (nginx without dav-ext), ``complete`` is
-            False and ``reason`` says so.
+            dict: a :class:`modules.reports.RepairReport` (``reclaimed``:
+            temporaries removed; ``remaining``: temporaries kept for a later
+            sweep; ``failed``: URL -> error for listings or deletes that
+            failed) plus ``temporaries``, the counts of
+            :meth:`replica.http.temporaries.Sweeper.sweep`. When the server
+            does not answer PROPFIND (nginx without dav-ext), ``temporaries``
+            has ``complete`` False and a ``reason``.
 
         Raises:
             InvalidModuleData: ``module_data`` is given and not one of ours.
@@ -323,12 +332,17 @@ class HTTPStorage(StorageModule):
         except LocationUnavailable as error:
             if error.status not in (405, 501):
                 raise
-            report = {"complete": False, "found": 0, "removed": 0,
-                      "reason": "the server does not list collections (PROPFIND answered %d); "
-                                "remove '%s*' files older than %g s on the server itself"
-                                % (error.status, TEMP_PREFIX,
-                                   self._options.upload_grace)}
-        return {"temporaries": report}
+            return dict(RepairReport().to_dict(), temporaries={
+                "complete": False, "found": 0, "removed": 0,
+                "reason": "the server does not list collections (PROPFIND answered %d); remove "
+                          "'%s*' files older than %g s on the server itself"
+                          % (error.status, TEMP_PREFIX, self._options.upload_grace)})
+        failed = report.pop("errors")
+        summary = RepairReport(reclaimed=report["removed"],
+                               remaining=report["fresh"] + report["undated"],
+                               failed=failed).to_dict()
+        summary["temporaries"] = report
+        return summary
 
     def close(self) -> None:
         """Close the connection pool; later calls raise LocationUnavailable.

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional
 
-from modules.errors import StorageError
+from modules.errors import StorageError, describe_error
 from replica.http.webdav import Entry, WebDAV
 
 __all__ = ["TEMP_PREFIX", "temporary_name", "is_temporary_name", "Sweeper"]
@@ -71,8 +71,8 @@ class Sweeper:
             (temporaries seen), ``removed`` and ``removed_bytes``, ``fresh``
             (younger than the grace period, kept), ``undated`` (no
             modification time, kept), ``grace_seconds``, ``complete`` (False
-            when a listing or a delete failed) and ``errors`` (at most 10
-            messages).
+            when a listing or a delete failed) and ``errors`` (URL -> message,
+            at most 10, secrets masked).
 
         Raises:
             StorageError: the base collection itself cannot be listed (the
@@ -80,7 +80,7 @@ class Sweeper:
         """
         report: Dict[str, Any] = {"collections": 0, "found": 0, "found_bytes": 0, "removed": 0,
                                   "removed_bytes": 0, "fresh": 0, "undated": 0,
-                                  "grace_seconds": self._grace, "complete": True, "errors": []}
+                                  "grace_seconds": self._grace, "complete": True, "errors": {}}
         if shard is not None:
             self._sweep_leaf(shard + "/", report)
         else:
@@ -116,7 +116,7 @@ class Sweeper:
         except StorageError as error:
             if must:
                 raise
-            self._note(report, error)
+            self._note(report, self._base_url + relative, error)
             return []
         report["collections"] += 1
         return sorted(entry.name + "/" for entry in entries)
@@ -129,7 +129,7 @@ class Sweeper:
         try:
             server_time, temporaries = self._webdav.list_collection(url, keep)
         except StorageError as error:
-            self._note(report, error)
+            self._note(report, url, error)
             return
         report["collections"] += 1
         now = server_time if server_time is not None else self._clock()
@@ -146,7 +146,7 @@ class Sweeper:
             try:
                 self._webdav.delete(url + entry.name, retry=False)
             except StorageError as error:
-                self._note(report, error)
+                self._note(report, url + entry.name, error)
                 continue
             log.info("removed the stale temporary upload %s%s (%d bytes, %.0f s old)", url,
                      entry.name, size, now - entry.modified)
@@ -154,8 +154,8 @@ class Sweeper:
             report["removed_bytes"] += size
 
     @staticmethod
-    def _note(report: Dict[str, Any], error: BaseException) -> None:
+    def _note(report: Dict[str, Any], where: str, error: BaseException) -> None:
         report["complete"] = False
         if len(report["errors"]) < 10:
-            report["errors"].append(str(error)[:300])
+            report["errors"][where] = describe_error(error)
         log.warning("sweeping temporary uploads: %s", error)

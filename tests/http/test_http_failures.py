@@ -212,7 +212,7 @@ class TestCredentials(DAVServerCase):
         self.assertIn("credentials", str(errors[0]))
         self.assertIn("password_env", str(errors[0]))
         stats = storage.statistics(None)
-        self.assertEqual(stats["status"], "auth_failed")
+        self.assertEqual((stats["status"], stats["cause"]), ("unavailable", "auth_failed"))
         self.assertTrue(good.available(None, module_data), "the object must be untouched")
 
         haystack = [repr(storage), str(storage), json.dumps(stats), json.dumps(good.statistics(None)),
@@ -297,7 +297,8 @@ class TestResources(DAVServerCase):
         with self.assertRaises(LocationUnavailable) as caught:
             storage.available(None, storage.new_data(None))
         self.assertIn("closed", str(caught.exception))
-        self.assertEqual(storage.statistics(None)["status"], "closed")
+        stats = storage.statistics(None)
+        self.assertEqual((stats["status"], stats["cause"]), ("unavailable", "closed"))
 
     def test_statistics_report_quota_and_counters(self):
         storage = self.make_storage()

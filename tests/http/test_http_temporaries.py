@@ -47,8 +47,11 @@ class TestTemporarySweep(QuirkyServerCase):
             file.write(b"someone else's")
         os.utime(foreign, (0, 0))
 
-        report = storage.repair(None)["temporaries"]
+        summary = storage.repair(None, rate=10 ** 6)
+        report = summary["temporaries"]
 
+        self.assertEqual((summary["reclaimed"], summary["remaining"], summary["failed"]),
+                         (4, 1, {}), "repair's RepairReport fields")
         self.assertEqual([p for p in stale if os.path.exists(p)], [])
         self.assertTrue(os.path.exists(fresh), "a fresh temporary was removed")
         self.assertTrue(os.path.exists(foreign), "a file that is not ours was removed")
