@@ -18,7 +18,10 @@ import time
 import uuid
 
 from modules.errors import InvalidModuleData, LocationUnavailable
-from replica.http.temporaries import is_temporary_name, temporary_name
+from replica.http.options import parse_options
+from replica.http.temporaries import Sweeper, is_temporary_name, temporary_name
+from replica.http.transport import Transport
+from replica.http.webdav import WebDAV
 from tests.http.support import QuirkyServerCase
 
 
@@ -166,6 +169,18 @@ class TestTemporarySweep(QuirkyServerCase):
                 stats = storage.statistics(None)
                 self.assertEqual(stats["status"], "ok")
                 self.assertEqual(stats["capacity"]["total"], -1)
+
+    def test_ages_are_measured_on_the_server_clock(self):
+        """A client clock a day ahead must not make a fresh upload look stale."""
+        storage = self.make_storage()
+        fresh = self.leftover(storage.new_data(None), 10, 60)
+        transport = Transport(parse_options([self.base_url], {}))
+        self.addCleanup(transport.close)
+        sweeper = Sweeper(WebDAV(transport), self.base_url, grace=3600,
+                          clock=lambda: time.time() + 86400)
+        report = sweeper.sweep()
+        self.assertEqual((report["found"], report["fresh"], report["removed"]), (1, 1, 0))
+        self.assertTrue(os.path.exists(fresh))
 
     def test_own_temporary_names_are_recognised(self):
         name = temporary_name(uuid.uuid4().hex)
