@@ -114,8 +114,8 @@ OPTIONS = OptionParser("HTTPStorage", [
     Option("base_url", "str", required=True, positional=True, validate=_base_url,
            help="the base URL of an existing WebDAV collection, e.g. "
                 "https://nas.example/dav/store/"),
-    Option("username", "str", validate=_username, help="HTTP basic authentication user"),
-    Option("user", "str", validate=_username, help="the same as username"),
+    Option("username", "str", validate=_username, aliases=("user",),
+           help="HTTP basic authentication user (also user=)"),
     Option("password", "str", secret=True, env_option=True,
            help="the basic-authentication password (prefer password_env=)"),
     Option("token", "str", secret=True, env_option=True,
@@ -205,9 +205,7 @@ def parse_options(args: Sequence[Any], kwargs: Dict[str, Any],
         # The parser quotes a bad value; a base URL may carry user:password@.
         raise ConfigurationError(redact_text(str(error))) from None
 
-    if settings.user is not None and settings.username is not None:
-        raise ConfigurationError("give either username or user (the same option), not both")
-    username = settings.username if settings.username is not None else settings.user
+    username = settings.username
     password, token = settings.password, settings.token
     if token is not None and (username is not None or password is not None):
         raise ConfigurationError(

@@ -107,7 +107,7 @@ class TestOptionParsing(unittest.TestCase):
             (["http://h/", "username=u", "password=x", "password_env=P"], {}, "not both"),
             (["http://h/", "token=t", "username=u", "password=x"], {}, "not both"),
             (["http://h/", "username=a:b", "password=x"], {}, "':'"),
-            (["http://h/", "user=a", "username=b", "password=x"], {}, "not both"),
+            (["http://h/", "user=a", "username=b", "password=x"], {}, "twice"),
             (["http://h/"], {"sleep": 5}, "sleep"),
             (["http://h/", 42], {}, "int"),
         ]
