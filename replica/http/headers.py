@@ -40,4 +40,6 @@ def content_range(headers: Mapping[str, str]) -> Optional[ContentRange]:
     parsed = parse_content_range_header(value.strip())
     if parsed is None or (parsed.units or "").lower() != "bytes":
         return None
+    if parsed.stop is not None and parsed.length is not None and parsed.stop > parsed.length:
+        return None  # last byte past the length: invalid (RFC 9110 section 14.4)
     return ContentRange(parsed.start, parsed.stop, parsed.length)
