@@ -36,8 +36,8 @@ from modules.errors import (
     StorageError,
 )
 
-__all__ = ["status_error", "transport_error", "destination_refused", "is_transport_error",
-           "scrub"]
+__all__ = ["status_error", "transport_error", "destination_refused",
+           "forced_destination_refused", "is_transport_error", "scrub"]
 
 _RETRYABLE_STATUSES = {408, 425, 429}
 _NOT_RETRYABLE_5XX = {501, 505}
@@ -162,6 +162,26 @@ def destination_refused(source_url: str, absolute: StorageError, path: StorageEr
         "or configure the server's own http:// URL as the base URL of %s" % (
             source_url, _short(absolute), _short(path), location),
         location=location, retryable=bool(absolute.retryable), status=absolute.status)
+
+
+def forced_destination_refused(source_url: str, form: str, error: StorageError, *,
+                               location: str) -> LocationUnavailable:
+    """Return the error for a ``MOVE`` refused in the one Destination ``form`` configured.
+
+    ``form`` is ``"absolute"`` or ``"path"`` (the ``destination`` option);
+    ``error`` is the server's refusal (400 or 502), whose status and
+    retryability are kept.
+
+    Returns:
+        LocationUnavailable: saying which option to change.
+    """
+    return LocationUnavailable(
+        "MOVE %s: the server refused the %s Destination header (%s) and destination=%s is "
+        "configured; try destination=auto (behind a proxy that terminates TLS the server "
+        "needs the path form; Apache mod_dav needs the absolute URL) for %s" % (
+            source_url, "absolute URL as" if form == "absolute" else "path-absolute",
+            _short(error), form, location),
+        location=location, retryable=bool(error.retryable), status=error.status)
 
 
 def _short(error: StorageError) -> str:

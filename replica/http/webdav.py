@@ -20,7 +20,8 @@ import defusedxml
 import defusedxml.ElementTree
 
 from modules.errors import LocationUnavailable, StorageError
-from replica.http.errors import destination_refused, transport_error
+from replica.http.errors import (destination_refused, forced_destination_refused,
+                                 transport_error)
 from replica.http.headers import content_length, content_range
 from replica.http.options import DESTINATION_STYLES
 from replica.http.transport import Transport, close_quietly, read_small
@@ -80,6 +81,7 @@ class WebDAV:
         self._transport = transport
         self._lock = threading.Lock()
         self._destination = None if destination == "auto" else destination
+        self._forced = destination != "auto"
 
     @property
     def destination_style(self) -> str:
@@ -233,13 +235,12 @@ class WebDAV:
         style = self._destination
         path = urlsplit(destination_url).path
         if style == "path":
-            self._send_move(source_url, path)
+            self._send_move_in(style, source_url, path)
             return
         try:
-            self._send_move(source_url, destination_url)
+            self._send_move_in("absolute", source_url, destination_url)
         except LocationUnavailable as error:
-            if style == "absolute" or error.status \
-                    not in _DESTINATION_REFUSED:
+            if style == "absolute" or error.status not in _DESTINATION_REFUSED:
                 raise
             refused = error
         else:
@@ -253,6 +254,16 @@ class WebDAV:
                                           location=self._transport.location) from None
             raise
         self._learn("path")
+
+    def _send_move_in(self, form: str, source_url: str, destination: str) -> None:
+        """Send the MOVE; a forced ``form`` that the server refuses gets an error saying so."""
+        try:
+            self._send_move(source_url, destination)
+        except LocationUnavailable as error:
+            if self._forced and error.status in _DESTINATION_REFUSED:
+                raise forced_destination_refused(source_url, form, error,
+                                                 location=self._transport.location) from None
+            raise
 
     def _send_move(self, source_url: str, destination: str) -> None:
         # module_data=source_url: a 404 means the source is gone (ObjectNotFound), which

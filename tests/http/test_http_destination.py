@@ -109,9 +109,11 @@ class TestBehindTLSProxy(unittest.TestCase):
 
     def test_forced_absolute_form_is_not_changed(self):
         storage = self.storage("retries=0", "destination=absolute")
-        with self.assertRaises(LocationUnavailable):
+        with self.assertRaises(LocationUnavailable) as caught:
             storage.assign(None, storage.new_data(None), io.BytesIO(b"x"))
         self.assertEqual(len(self.server.recorded("MOVE")), 1)
+        self.assertIn("destination=auto", str(caught.exception))
+        self.assertEqual(caught.exception.status, 502)
 
 
 class TestDestinationForms(QuirkyServerCase):
