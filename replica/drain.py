@@ -9,17 +9,24 @@ call (:meth:`Drainer.after_call`), a bounded background pass at most every
 """
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional
 
-from modules.errors import InvalidModuleData, LocationUnavailable, ObjectNotFound, StorageError
+from modules.errors import (
+    InvalidModuleData,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+    describe_error,
+)
 from replica import module_data as formats
 from replica.copies import delete_copy
-from replica.journal import DELETE, Journal, JournalEntry
-from replica.locations import OK
+from replica.journal import DELETE, JournalEntry
+from replica.ledger import Ledger
+from replica.location_set import LocationSet
+from replica.locations import OK, READ, WRITE, Location
 from replica.repairer import Repairer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from replica.replica import ReplicaStorage
+from replica.workers import WorkerPool
 
 __all__ = ["Drainer", "DRAIN_BATCH", "INLINE_DELETES"]
 
@@ -34,24 +41,36 @@ _PAGE = 100
 
 
 class Drainer:
-    """Replay a ``ReplicaStorage``'s journal, one replay at a time.
+    """Replay a replica's journal, one replay at a time.
+
+    Entries are writes (a delete or a copy owed to a location), so a
+    location error-limited for writes is skipped by background replays.
 
     Args:
-        owner: the replica whose locations, pool, clock and counters are used.
-        journal: the owner's journal.
+        locations: the replica's locations.
+        ledger: journal, counters and the "journal may hold entries" hint.
         repairer: refills the copies that COPY entries ask for.
-        hint: False only when the journal is known to be empty.
+        pool: the worker pool background replays run on.
+        journal_interval: seconds between background replays (0: after every call).
+        is_closed: tells whether the replica is closing (no new replays then).
+        clock: monotonic time source.
     """
 
-    def __init__(self, owner: "ReplicaStorage", journal: Journal, repairer: Repairer,
-                 hint: bool):
-        self._owner = owner
-        self._journal = journal
+    def __init__(self, locations: LocationSet, ledger: Ledger, repairer: Repairer,
+                 pool: WorkerPool, journal_interval: float,
+                 is_closed: Callable[[], bool] = lambda: False,
+                 clock: Callable[[], float] = time.monotonic):
+        self._locations = locations
+        self._ledger = ledger
+        self._journal = ledger.journal
         self._repairer = repairer
+        self._pool = pool
+        self._interval = journal_interval
+        self._is_closed = is_closed
+        self._clock = clock
         #: Held while a replay runs; ``close`` waits for it before closing the journal.
         self.lock = threading.Lock()
-        #: False only when the journal is known to be empty (skips inline retries).
-        self.hint = hint
+        self._schedule_lock = threading.Lock()
         self._next_drain: Optional[float] = None
 
     def replay_all(self, context: Optional[dict], queue_timeout: float) -> Dict[str, Any]:
@@ -88,10 +107,9 @@ class Drainer:
             if probe:
                 skipped = sorted(given_up)
             else:
-                skipped = [location.name for location in self._owner._locations
-                           if location.is_limited()]
-            usable = [location.name for location in self._owner._locations
-                      if location.name not in skipped]
+                skipped = [location.name for location in self._locations
+                           if _limited(location)]
+            usable = [name for name in self._locations.names if name not in skipped]
             page = [entry for entry in self._journal.entries(_PAGE, usable)
                     if (entry.kind, entry.location, entry.object_id) not in seen]
             if not page:
@@ -105,20 +123,20 @@ class Drainer:
                 handled += 1
                 outcome = self._replay_entry(context, entry, queue_timeout, probe)
                 summary["deletes" if entry.kind == DELETE else "copies"][outcome] += 1
-                if outcome == "failed" and self._owner._by_name[entry.location].is_limited():
+                if outcome == "failed" and _limited(self._locations.get(entry.location)):
                     given_up.add(entry.location)
         summary["skipped_locations"] = skipped
         try:
             summary["remaining"] = self._journal.counts()
         except StorageError as error:
-            summary["remaining"] = {"error": str(error)}
-        self._owner._count(journal_replayed=handled)
+            summary["remaining"] = {"error": describe_error(error)}
+        self._ledger.count(journal_replayed=handled)
         return summary
 
     def _replay_entry(self, context: Optional[dict], entry: JournalEntry,
                       queue_timeout: float, probe: bool) -> str:
         """Retry one journal entry; return 'done', 'failed' or 'obsolete'."""
-        location = self._owner._by_name[entry.location]
+        location = self._locations.get(entry.location)
         try:
             data = formats.decode(entry.module_data)
             child = data.child_md(entry.location)
@@ -146,7 +164,7 @@ class Drainer:
             self._journal.remove(entry.kind, entry.location, entry.object_id)
             return "obsolete"
         except StorageError as error:
-            self._journal.retry_failed(entry, "%s: %s" % (type(error).__name__, error))
+            self._journal.retry_failed(entry, describe_error(error))
             return "failed"
         self._journal.remove(entry.kind, entry.location, entry.object_id)
         return "done"
@@ -160,12 +178,12 @@ class Drainer:
         the rest of the batch), then starts a background pass when
         ``journal_interval`` has passed.
         """
-        if self.hint and not self._owner._closed:
+        if self._ledger.hint and not self._is_closed():
             self._retry_deletes_inline(context)
         self._maybe_drain(context)
 
     def _retry_deletes_inline(self, context: Optional[dict]) -> None:
-        usable = [location.name for location in self._owner._locations if location.health() == OK]
+        usable = [location.name for location in self._locations if location.health(WRITE) == OK]
         if not usable or not self.lock.acquire(blocking=False):
             return
         try:
@@ -183,33 +201,33 @@ class Drainer:
 
     def _maybe_drain(self, context: Optional[dict]) -> None:
         """Start a background replay of some journal entries, at most every journal_interval."""
-        now = self._owner._clock()
-        with self._owner._lock:
+        now = self._clock()
+        with self._schedule_lock:
             if self._next_drain is None:  # the first drain comes one interval after start
-                self._next_drain = now + self._owner.settings.journal_interval
-            if self._owner._closed or now < self._next_drain:
+                self._next_drain = now + self._interval
+            if self._is_closed() or now < self._next_drain:
                 return
-            self._next_drain = now + self._owner.settings.journal_interval
+            self._next_drain = now + self._interval
         if self.lock.locked():
             return
-        counts = self._owner._journal_call("read", self._journal.counts)
+        counts = self._ledger.counts()
         if counts is not None:
-            self.hint = any(counts.values())  # other processes may add entries too
+            self._ledger.hint = any(counts.values())  # other processes may add entries too
         if not counts or not any(counts.values()):
             return
-        if not self._owner._pool.reserve(1, 0):
+        if not self._pool.reserve(1, 0):
             return
         try:
-            self._owner._pool.submit(self._background_drain, context)
+            self._pool.submit(self._background_drain, context)
         except StorageError as error:
-            self._owner._pool.release(1)
+            self._pool.release(1)
             log.debug("not draining the journal: %s", error)
 
     def _background_drain(self, context: Optional[dict]) -> None:
         if not self.lock.acquire(blocking=False):
             return
         try:
-            if self._owner._closed:
+            if self._is_closed():
                 return
             summary = self._replay(context, DRAIN_BATCH, 0.0, False)
             log.info("journal drain: %s", summary)
@@ -217,3 +235,8 @@ class Drainer:
             log.exception("draining the replica journal failed")
         finally:
             self.lock.release()
+
+
+def _limited(location: Location) -> bool:
+    """Entries need both directions (a copy is checked, then written): skip either limit."""
+    return location.is_limited(WRITE) or location.is_limited(READ)

@@ -23,6 +23,7 @@ from modules.errors import (
     LocationUnavailable,
     ObjectNotFound,
     StorageError,
+    format_failures,
 )
 from modules.streams import ReadStream
 from replica.locations import Location
@@ -151,7 +152,7 @@ def _open_first(context: Optional[dict], module_data: str, candidates: Sequence[
             failures[location.name] = error
             continue
         try:
-            found = _stream_size(context, location, child_md, stream)
+            found = _stream_size(context, location, child_md, stream, retry)
         except StorageError as error:
             _close_quietly(stream)
             failures[location.name] = error
@@ -174,24 +175,25 @@ def exhausted_error(module_data: str, failures: Dict[str, StorageError]) -> Stor
     Returns:
         StorageError: ObjectNotFound when every location lacked the object,
         DataCorrupted when every copy found was damaged, else
-        LocationUnavailable.
+        LocationUnavailable; each with ``failures`` (location -> error).
     """
-    details = "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                        for name, error in failures.items()) or "no location holds a copy"
+    details = format_failures(failures) if failures else "no location holds a copy"
     if not failures or all(isinstance(e, ObjectNotFound) for e in failures.values()):
         return ObjectNotFound("no location holds the object (%s)" % details,
-                              module_data=module_data)
+                              module_data=module_data, failures=failures)
     if all(isinstance(e, (ObjectNotFound, DataCorrupted)) for e in failures.values()):
         return DataCorrupted("no undamaged copy of the object (%s)" % details,
-                             module_data=module_data)
-    return LocationUnavailable("no location could serve the object: %s" % details)
+                             module_data=module_data, failures=failures)
+    return LocationUnavailable("no location could serve the object: %s" % details,
+                               failures=failures)
 
 
-def _stream_size(context: Optional[dict], location: Location, child_md: str, stream: Any) -> int:
+def _stream_size(context: Optional[dict], location: Location, child_md: str, stream: Any,
+                 retry: Retry) -> int:
     size = getattr(stream, "size", None)
     if isinstance(size, int) and not isinstance(size, bool):
         return size
-    return location.call(context, "get_size", child_md)
+    return retry(location, lambda: location.call(context, "get_size", child_md))
 
 
 def _close_quietly(stream: Any) -> None:

@@ -10,26 +10,33 @@
 * older objects (no manifests, or ``integrity=off``) are refilled: locations
   lacking their copy get one streamed from a copy that exists.
 
-It works through its owner's copy helpers (``_split``, ``_parallel``,
-``_delete_copies``, ``_write_manifests``, ``_note_copies``, ``_count``...), so
-that writes, deletes and the journal behave the same on every path.
+It receives the replica's named parts (locations, dispatcher, copies,
+ledger), so that writes, deletes and the journal behave the same on every
+path, and it can be tested on its own.
 """
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound, StorageError
+from modules.errors import (
+    DataCorrupted,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+    describe_error,
+    format_failures,
+)
 from replica import module_data as formats
-from replica.copies import delete_copy, writer
-from replica.failover import open_failover_stream
-from replica.locations import Placed, describe_failures, limited_error
+from replica.copies import Copies, delete_copy, writer
+from replica.dispatcher import Dispatcher
+from replica.ledger import Ledger
+from replica.location_set import LocationSet
+from replica.locations import WRITE, Placed, limited_error
 from replica.manifest import Manifest
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
 from replica.scrub import OK as COPY_OK
 from replica.verified import find_reference
-
-if TYPE_CHECKING:  # pragma: no cover
-    from replica.replica import ReplicaStorage
 
 __all__ = ["Repairer"]
 
@@ -37,10 +44,26 @@ log = logging.getLogger(__name__)
 
 
 class Repairer:
-    """Scrub and repair the copies of one object on behalf of a ``ReplicaStorage``."""
+    """Scrub and repair the copies of one object.
 
-    def __init__(self, owner: "ReplicaStorage"):
-        self._owner = owner
+    Args:
+        locations: the replica's locations.
+        dispatcher: runs calls (pool, fan-out, deadlines, retries).
+        copies: writes, deletes and opens copies.
+        ledger: journal, tombstones and counters.
+        integrity: True when objects with manifests are verified (``integrity=on``).
+        sleep: pauses of a rate-limited scrub (tests inject a recorder).
+    """
+
+    def __init__(self, locations: LocationSet, dispatcher: Dispatcher, copies: Copies,
+                 ledger: Ledger, integrity: bool = True,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._locations = locations
+        self._dispatcher = dispatcher
+        self._copies = copies
+        self._ledger = ledger
+        self._integrity = integrity
+        self._sleep = sleep
 
     def repair_object(self, context: Optional[dict], data: formats.ReplicaData,
                       only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
@@ -55,10 +78,14 @@ class Repairer:
             the scrub's keys for objects with manifests).
 
         Raises:
-            ObjectNotFound: no copy exists anywhere.
+            ObjectNotFound: no copy exists anywhere, or the object was
+                deleted in this process (nothing of it is rewritten).
             LocationUnavailable: no location holding a copy can be reached.
         """
-        if self._owner._integrity and data.verified:
+        if self._ledger.is_buried(data.object_id):
+            raise ObjectNotFound("object %s was deleted; nothing to repair" % data.object_id,
+                                 module_data=data.text)
+        if self._integrity and data.verified:
             return self._repair_verified(context, data, only, queue_timeout, probe, rate)
         return self._refill(context, data, only, queue_timeout, probe)
 
@@ -74,10 +101,12 @@ class Repairer:
         if data.verified:
             try:
                 _, reference, _ = find_reference(
-                    context, data.text, self._owner._verified_candidates(data, present), None, {})
+                    context, data.text, self._copies.verified_candidates(data, present),
+                    self._dispatcher.attempt, {},
+                    functools.partial(self._ledger.is_buried, data.object_id))
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
-        pacer = Pacer(rate, self._owner._sleep)
+        pacer = Pacer(rate, self._sleep)
         states: Dict[str, CopyReport] = {}
         for location, child in present:
             if not probe and location.is_limited():
@@ -86,6 +115,13 @@ class Repairer:
                 continue
             states[location.name] = verify_copy(context, location, child,
                                                 data.manifest_md(location.name), reference, pacer)
+        if self._ledger.is_buried(data.object_id):
+            # Deleted while being scrubbed: what looks damaged has vanished (issue 9).
+            for name, state in states.items():
+                if state.state == DAMAGED:
+                    states[name] = CopyReport(MISSING, reason="vanished: the object was deleted",
+                                              has_data=False)
+                    self._ledger.count(vanished_copies=1)
         report: Dict[str, Any] = {
             "size": reference.size if reference is not None else None,
             "verified": data.verified,
@@ -98,12 +134,54 @@ class Repairer:
                             if state.state == UNREACHABLE},
             "bytes_checked": sum(state.bytes_checked for state in states.values()),
         }
-        self._owner._count(scrub_bytes=report["bytes_checked"],
+        self._ledger.count(scrub_bytes=report["bytes_checked"],
                            damaged_copies_found=len(report["damaged"]))
         if report["damaged"]:
             log.error("object %s: damaged copies at %s", data.object_id,
                       "; ".join("%s: %s" % item for item in report["damaged"].items()))
         return report, states, reference
+
+    def sweep_locations(self, context: Optional[dict],
+                        skip: Sequence[str] = ()) -> Dict[str, Any]:
+        """Call ``repair(context)`` of every location whose module declares ``repair``.
+
+        ``skip``: names of locations not to call (found down by this repair).
+
+        That sweeps what each child leaves behind by itself (temporaries of
+        writes cut off by a crash, older than the child's grace period).
+        Calls run in parallel, bounded by ``call_timeout``; the locations'
+        health is not changed (a sweep is maintenance, not service).
+
+        Returns:
+            dict: location name -> the child's report, ``{"error": text}`` when
+            it failed, or ``{"skipped": reason}`` when it has no repair.
+        """
+        reports: Dict[str, Any] = {}
+        calls = {}
+        for location in self._locations:
+            if location.name in skip:
+                reports[location.name] = {"skipped": "the location is down"}
+                continue
+            try:
+                module = location.module(context)
+            except StorageError as error:
+                reports[location.name] = {"error": format_failures({location.name: error})}
+                continue
+            capabilities = getattr(module, "capabilities", None) or {}
+            if not capabilities.get("repair"):
+                reports[location.name] = {"skipped": "the module has no repair"}
+                continue
+            calls[location.name] = functools.partial(_child_repair, location, module, context)
+        for name, (ok, value) in self._dispatcher.parallel(calls).items():
+            if ok:
+                reports[name] = value if isinstance(value, dict) else {"result": repr(value)[:200]}
+            else:
+                reports[name] = {"error": format_failures({name: value})}
+        removed = sum(report.get("temporaries_removed", 0) for report in reports.values()
+                      if isinstance(report.get("temporaries_removed", 0), int))
+        if removed:
+            self._ledger.count(temporaries_removed=removed)
+        return {name: reports[name] for name in self._locations.names if name in reports}
 
     def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
                          only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
@@ -118,7 +196,7 @@ class Repairer:
             ObjectNotFound: no copy exists anywhere.
             LocationUnavailable: no copy is known and some location is unreachable.
         """
-        present, _ = self._owner._split(data)
+        present, _ = self._locations.split(data)
         report, states, reference = self.scrub(context, data, present, rate, probe)
         by_name = {location.name: child for location, child in present}
         targets = [name for name, state in states.items() if state.state in (DAMAGED, MISSING)
@@ -150,11 +228,11 @@ class Repairer:
                             "no copy holds an intact version of every block; cannot rebuild",
                             module_data=data.text, location=name)
                     break
-            sources = [(self._owner._by_name[name], by_name[name])
+            sources = [(self._locations.get(name), by_name[name])
                        for name in by_name if name not in batch
                        and states[name].state in (COPY_OK, DAMAGED)]
             done, failed = self._rewrite(context, data, sources,
-                                         [(self._owner._by_name[name], by_name[name])
+                                         [(self._locations.get(name), by_name[name])
                                           for name in batch],
                                          [name for name in batch if states[name].state == DAMAGED],
                                          reference, queue_timeout)
@@ -170,13 +248,13 @@ class Repairer:
         repaired = self._undo_if_deleted(context, data, repaired)
         damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
         report.update(present=list(report["ok"]), repaired=repaired,
-                      failed={name: "%s: %s" % (type(error).__name__, error)
+                      failed={name: describe_error(error)
                               for name, error in failures.items()})
         in_scope = set(report["unreachable"]) if only is None \
             else set(report["unreachable"]) & set(only)
-        self._owner._note_copies(data, report["present"] + repaired,
+        self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))
-        self._owner._count(copies_repaired=len(repaired),
+        self._ledger.count(copies_repaired=len(repaired),
                            damaged_copies_repaired=len(damaged_fixed))
         if repaired:
             log.warning("object %s: rewrote copies at %s from verified copies", data.object_id,
@@ -196,7 +274,7 @@ class Repairer:
             calls = {location.name: functools.partial(delete_copy, context, location, child,
                                                       data.manifest_md(location.name))
                      for location, child in targets if location.name in damaged}
-            for name, (ok, value) in self._owner._parallel(calls).items():
+            for name, (ok, value) in self._dispatcher.parallel(calls, WRITE).items():
                 if not ok and not isinstance(value, ObjectNotFound):
                     failures[name] = value
         live = [(location, child) for location, child in targets
@@ -204,13 +282,13 @@ class Repairer:
         if not live:
             return [], failures
         try:
-            source = self._owner._open_verified(context, data, sources)
+            source = self._copies.open_verified(context, data, sources)
         except StorageError as error:
             for location, _ in live:
                 failures[location.name] = error
             return [], failures
         try:
-            result = self._owner._fanout.run(source, {
+            result = self._dispatcher.fanout.run(source, {
                 location.name: writer(context, location, child) for location, child in live},
                 queue_timeout=queue_timeout)
         except StorageError as error:
@@ -219,13 +297,13 @@ class Repairer:
             return [], failures
         finally:
             source.close()
-        self._owner._blame_dropped(result)
+        self._copies.blame_dropped(result)
         failures.update(result.failures)
         if result.incomplete:
-            self._owner._delete_copies(context, data, sorted(result.incomplete))
+            self._copies.delete(context, data, sorted(result.incomplete))
         written = [location.name for location, _ in live if location.name not in failures]
         if written:
-            written = self._owner._write_manifests(context, data, written, reference, failures)
+            written = self._copies.write_manifests(context, data, written, reference, failures)
         return written, failures
 
     def _refill(self, context: Optional[dict], data: formats.ReplicaData,
@@ -243,10 +321,10 @@ class Repairer:
             ObjectNotFound: no location holds the object.
             LocationUnavailable: no holder could be reached or read.
         """
-        present, _ = self._owner._split(data)
+        present, _ = self._locations.split(data)
         checks = {location.name: functools.partial(location.call, context, "available", child)
                   for location, child in present if probe or not location.is_limited()}
-        answers = self._owner._parallel(checks)
+        answers = self._dispatcher.parallel(checks)
         holders: List[Placed] = []
         missing: List[Placed] = []
         unreachable: Dict[str, StorageError] = {}
@@ -261,34 +339,34 @@ class Repairer:
         report: Dict[str, Any] = {
             "present": [location.name for location, _ in holders],
             "repaired": [], "failed": {},
-            "unreachable": {name: str(error) for name, error in unreachable.items()}}
+            "unreachable": {name: describe_error(error) for name, error in unreachable.items()}}
         if missing and not holders:
             if unreachable:
                 raise LocationUnavailable("object %s: no location holding a copy can be reached: "
-                                          "%s" % (data.object_id, describe_failures(unreachable)))
+                                          "%s" % (data.object_id, format_failures(unreachable)))
             raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
                                  module_data=data.text)
         failures: Dict[str, StorageError] = {}
         if missing:
-            source = open_failover_stream(context, data.text, holders, self._owner._retry)
+            source = self._copies.open_unverified(context, data, holders)
             try:
-                result = self._owner._fanout.run(source, {
+                result = self._dispatcher.fanout.run(source, {
                     location.name: writer(context, location, child)
                     for location, child in missing}, queue_timeout=queue_timeout)
             finally:
                 source.close()
-            self._owner._blame_dropped(result)
+            self._copies.blame_dropped(result)
             failures = dict(result.failures)
             if result.incomplete:
-                self._owner._delete_copies(context, data, sorted(result.incomplete))
+                self._copies.delete(context, data, sorted(result.incomplete))
         repaired = self._undo_if_deleted(
             context, data, [location.name for location, _ in missing if location.name not in failures])
         report["repaired"] = repaired
-        report["failed"] = {name: str(error) for name, error in failures.items()}
+        report["failed"] = {name: describe_error(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
-        self._owner._note_copies(data, report["present"] + repaired,
+        self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))
-        self._owner._count(copies_repaired=len(repaired))
+        self._ledger.count(copies_repaired=len(repaired))
         if repaired:
             log.info("object %s: refilled copies at %s", data.object_id, ", ".join(repaired))
         return report
@@ -300,12 +378,23 @@ class Repairer:
         Returns:
             list: ``repaired``, or [] when the object was deleted.
         """
-        if not repaired or not self._owner._is_buried(data.object_id):
+        if not repaired or not self._ledger.is_buried(data.object_id):
             return repaired
         log.warning("object %s was deleted while being repaired; removing the copies just "
                     "written at %s", data.object_id, ", ".join(repaired))
-        self._owner._delete_copies(context, data, repaired)
+        self._copies.delete(context, data, repaired)
         return []
+
+
+def _child_repair(location: Any, module: Any, context: Optional[dict]) -> Any:
+    """Call a child's ``repair(context)`` without touching its health; translate failures."""
+    try:
+        return module.repair(context)
+    except Exception as error:  # a child's sweep failing is reported, never raised
+        translated = location.translate(error, "repair")
+        if translated is error:
+            raise
+        raise translated from error
 
 
 def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:

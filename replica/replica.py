@@ -4,58 +4,63 @@ Each object is stored on every configured *location* (a child storage
 module). A write succeeds when ``write_quorum`` copies exist; reads use the
 first copy that answers and switch copies transparently on failure; deletes
 that cannot reach a location are kept in a journal and retried; ``repair``
-refills missing copies. The administrator's guide is ``docs/replica.md``.
+refills missing copies and sweeps the locations' leftovers. The
+administrator's guide is ``docs/replica.md``.
 
-This file holds the contract methods and the copy helpers they share;
-scrubbing and repairing one object live in :mod:`replica.repairer`,
-replaying the journal in :mod:`replica.drain`, building the statistics in
-:mod:`replica.statistics`.
+This file holds the contract methods only; they direct named parts, each
+with its own dependencies and lock:
+
+* :class:`~replica.location_set.LocationSet`: the locations, their order,
+  health per direction and which to skip;
+* :class:`~replica.dispatcher.Dispatcher`: the worker pool, the fan-out,
+  deadlines and the one retry policy;
+* :class:`~replica.copies.Copies`: writing, deleting and opening copies;
+* :class:`~replica.ledger.Ledger`: journal, tombstones and counters;
+* :class:`~replica.repairer.Repairer` (scrub and repair one object) and
+  :class:`~replica.drain.Drainer` (replay the journal).
 """
-import collections
-import concurrent.futures
 import functools
-import io
 import itertools
 import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
-
-import tenacity
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 from modules import StorageModule
 from modules.errors import (
     ConfigurationError,
     InsufficientStorage,
     InvalidModuleData,
-    LocationTimeout,
     LocationUnavailable,
+    ObjectError,
     ObjectNotFound,
     StorageError,
+    describe_error,
+    format_failures,
 )
 from replica import module_data as formats
-from replica.copies import delete_copy, writer
+from replica.copies import Copies, delete_copy, writer
+from replica.dispatcher import Dispatcher
 from replica.drain import Drainer
-from replica.failover import exhausted_error, open_failover_stream
-from replica.fanout import FanOut, FanOutResult
-from replica.journal import COPY, DELETE, open_journal
-from replica.locations import Location, Placed, describe_failures, limited_error
-from replica.manifest import BlockHasher, HashingReader, Manifest
+from replica.failover import exhausted_error
+from replica.fanout import FanOut
+from replica.journal import DELETE, open_journal
+from replica.ledger import Ledger
+from replica.location_set import LocationSet, unconfigured_error
+from replica.locations import READ, WRITE, Placed, limited_error
+from replica.manifest import BlockHasher, HashingReader
 from replica.repairer import Repairer
 from replica.scrub import check_copy
 from replica.settings import parse_settings
 from replica.statistics import journal_report, location_reports, summarize
-from replica.verified import VerifiedReadStream, find_reference, open_verified_stream
+from replica.verified import find_reference
 from replica.workers import WorkerPool
 
 __all__ = ["ReplicaStorage"]
 
 log = logging.getLogger(__name__)
 
-#: Recently deleted object ids remembered, so that a repair running at the
-#: same time as the delete does not leave a copy or a journal entry behind.
-TOMBSTONES = 10000
 #: Numbers the instances, to name their worker threads.
 _INSTANCES = itertools.count(1)
 
@@ -74,6 +79,11 @@ class ReplicaStorage(StorageModule):
             ``write_timeout``, ``call_timeout``, ``queue_timeout``,
             ``state_dir``, ``journal_limit``, ``journal_interval``,
             ``integrity`` (on/off), ``verify_available`` (size/deep).
+        clock: monotonic time source for error limiting and journal
+            intervals, in seconds (default :func:`time.monotonic`; tests
+            pass a clock they move by hand).
+        sleep: pauses between retries and of rate-limited scrubs, in
+            seconds (default :func:`time.sleep`; tests pass a recorder).
 
     Raises:
         ConfigurationError: no locations, a location or option that cannot
@@ -83,51 +93,46 @@ class ReplicaStorage(StorageModule):
 
     capabilities = MappingProxyType({"repair": True, "verified_reads": True, "scrub": True})
 
-    def __init__(self, *locations: Any, **options: Any):
+    def __init__(self, *locations: Any, clock: Optional[Callable[[], float]] = None,
+                 sleep: Optional[Callable[[float], None]] = None, **options: Any):
         super().__init__()
         settings = self.settings = parse_settings(locations, options)
-        #: Monotonic clock and sleep; tests replace them on the instance.
-        self._clock: Callable[[], float] = time.monotonic
-        self._sleep: Callable[[float], None] = time.sleep
-        self._lock = threading.Lock()
+        clock = clock or time.monotonic
+        sleep = sleep or time.sleep
+        self._lock = threading.Lock()  # guards _closed only
         self._closed = False
-        self._locations: List[Location] = []
+        self._locations = LocationSet(settings.locations, settings.error_limit,
+                                      settings.error_interval, owner=self, clock=clock)
         try:
-            for spec in settings.locations:
-                self._locations.append(Location(spec, settings.error_limit,
-                                                settings.error_interval, owner=self,
-                                                clock=self._now))
-            try:
-                self._journal = open_journal(settings.state_dir, settings.journal_limit)
-            except LocationUnavailable as error:
-                raise ConfigurationError("state_dir cannot hold the replica journal: %s"
-                                         % error) from error
+            journal = open_journal(settings.state_dir, settings.journal_limit)
+        except LocationUnavailable as error:
+            self._locations.close()
+            raise ConfigurationError("state_dir cannot hold the replica journal: %s"
+                                     % error) from error
         except BaseException:
-            for location in self._locations:
-                location.close()
+            self._locations.close()
             raise
-        self._by_name = {location.name: location for location in self._locations}
         self._integrity = settings.integrity == "on"
         if not self._integrity:
             self.capabilities = MappingProxyType(dict(type(self).capabilities,
                                                       verified_reads=False))
-        self._pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
-        self._fanout = FanOut(self._pool, settings.write_timeout, settings.queue_timeout)
-        self._repairer = Repairer(self)
-        self._tombstones: "collections.OrderedDict[str, None]" = collections.OrderedDict()
-        counts = self._journal_call("read", self._journal.counts)
-        self._drainer = Drainer(self, self._journal, self._repairer,
-                                hint=counts is None or any(counts.values()))
-        self._counters = dict.fromkeys((
-            "objects_created", "writes", "bytes_written", "writes_failed",
-            "under_replicated_writes", "reads", "read_failovers", "deletes", "deferred_deletes",
-            "repairs", "copies_repaired", "journal_replayed", "verified_reads",
-            "unverified_reads", "damaged_copies_found", "scrubs", "scrub_bytes",
-            "damaged_copies_repaired"), 0)
+        pool = WorkerPool(settings.workers, name="replica-%d" % next(_INSTANCES))
+        self._dispatcher = Dispatcher(
+            self._locations, pool, FanOut(pool, settings.write_timeout, settings.queue_timeout),
+            settings.call_timeout, settings.read_attempts, settings.read_backoff, sleep=sleep)
+        self._ledger = Ledger(journal)
+        counts = self._ledger.counts()
+        self._ledger.hint = counts is None or any(counts.values())
+        self._copies = Copies(self._locations, self._dispatcher, self._ledger)
+        self._repairer = Repairer(self._locations, self._dispatcher, self._copies, self._ledger,
+                                  integrity=self._integrity, sleep=sleep)
+        self._drainer = Drainer(self._locations, self._ledger, self._repairer, pool,
+                                settings.journal_interval, is_closed=self._is_closed,
+                                clock=clock)
 
     def __repr__(self) -> str:
         return "ReplicaStorage(%r, write_quorum=%d)" % (
-            [location.name for location in self._locations], self.settings.write_quorum)
+            self._locations.names, self.settings.write_quorum)
 
     # -- the contract -----------------------------------------------------
 
@@ -150,8 +155,8 @@ class ReplicaStorage(StorageModule):
         failures: Dict[str, StorageError] = {}
         for location in self._locations:
             try:
-                child = self._retry(location, functools.partial(location.call, context,
-                                                                "new_data"))
+                child = self._dispatcher.attempt(location, functools.partial(
+                    location.call, context, "new_data"), WRITE)
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -164,8 +169,8 @@ class ReplicaStorage(StorageModule):
             entry = {"md": child}
             if self._integrity:
                 try:
-                    manifest_md = self._retry(location, functools.partial(
-                        location.call, context, "new_data"))
+                    manifest_md = self._dispatcher.attempt(location, functools.partial(
+                        location.call, context, "new_data"), WRITE)
                 except StorageError as error:
                     failures[location.name] = error
                     continue
@@ -181,16 +186,16 @@ class ReplicaStorage(StorageModule):
             raise LocationUnavailable(
                 "only %d of %d locations could allocate the object (write_quorum is %d): %s"
                 % (len(copies), len(self._locations), self.settings.write_quorum,
-                   describe_failures(failures)))
+                   format_failures(failures)))
         if failures:
             log.warning("new object will have no copy at %s: %s",
-                        ", ".join(failures), describe_failures(failures))
+                        ", ".join(failures), format_failures(failures))
         try:
             text = formats.encode(formats.new_object_id(), copies)
         except InvalidModuleData as error:
             raise LocationUnavailable("the locations' module_data do not fit in a replica "
                                       "module_data: %s" % error) from error
-        self._count(objects_created=1)
+        self._ledger.count(objects_created=1)
         return text
 
     def assign(self, context: Optional[dict], module_data: str, stream: BinaryIO) -> None:
@@ -216,18 +221,18 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        present, unconfigured = self._split(data)
+        present, unconfigured = self._locations.split(data)
         failures: Dict[str, StorageError] = {
             name: LocationUnavailable("location %s is not configured any more" % name)
             for name in unconfigured}
         checks = {}
         for location, child in present:
-            if location.is_limited():
-                failures[location.name] = limited_error(location)
+            if not self._locations.writable(location):
+                failures[location.name] = limited_error(location, WRITE)
             else:
                 checks[location.name] = functools.partial(
                     check_copy, context, location, child, data.manifest_md(location.name))
-        answers = self._parallel(checks)
+        answers = self._dispatcher.parallel(checks)
         skipped: List[str] = []
         targets: Dict[str, Placed] = {}
         for location, child in present:
@@ -236,45 +241,48 @@ class ReplicaStorage(StorageModule):
             ok, value = answers[location.name]
             if not ok:
                 failures[location.name] = value
+                if not isinstance(value, ObjectError):  # this write cannot use the location
+                    location.failed(value, "assign", WRITE)
             elif value is True:
                 skipped.append(location.name)
             else:
                 targets[location.name] = (location, child)
         quorum = self.settings.write_quorum
         if len(skipped) + len(targets) < quorum:
-            self._count(writes_failed=1)
+            self._ledger.count(writes_failed=1)
             raise _quorum_error(data, len(skipped), quorum, failures,
                                 "nothing was written")
         hasher = BlockHasher() if data.verified and targets else None
         try:
-            result = self._fanout.run(stream if hasher is None else HashingReader(stream, hasher),
+            result = self._dispatcher.fanout.run(
+                stream if hasher is None else HashingReader(stream, hasher),
                                       {name: writer(context, location, child)
                                        for name, (location, child) in targets.items()})
         except BaseException:
-            self._count(writes_failed=1)
+            self._ledger.count(writes_failed=1)
             raise
-        self._blame_dropped(result)
+        self._copies.blame_dropped(result)
         written = [name for name in targets if name not in result.failures]
         failures.update(result.failures)
         if result.incomplete:
-            self._delete_copies(context, data, sorted(result.incomplete))
+            self._copies.delete(context, data, sorted(result.incomplete))
         if hasher is not None and written:
-            written = self._write_manifests(context, data, written, hasher.manifest(), failures)
+            written = self._copies.write_manifests(context, data, written, hasher.manifest(), failures)
         if len(skipped) + len(written) < quorum:
-            self._delete_copies(context, data, written)
-            self._delete_late_copies(context, data, result.late)
-            self._count(writes_failed=1)
+            self._copies.delete(context, data, written)
+            self._copies.delete_late(context, data, result.late)
+            self._ledger.count(writes_failed=1)
             raise _quorum_error(data, len(skipped) + len(written), quorum, failures,
                                 "the %d copies this call wrote were removed" % len(written))
         holding = skipped + written
         missing = [location.name for location, _ in present if location.name not in holding]
-        self._note_copies(data, holding, missing)
-        self._count(writes=1, bytes_written=result.size,
+        self._ledger.note_copies(data, holding, missing)
+        self._ledger.count(writes=1, bytes_written=result.size,
                     under_replicated_writes=1 if missing or unconfigured else 0)
         if missing or unconfigured:
             log.warning("object %s stored on %d of %d locations (quorum %d); missing at %s: %s",
                         data.object_id, len(holding), len(data.copies), quorum,
-                        ", ".join(missing + unconfigured), describe_failures(failures))
+                        ", ".join(missing + unconfigured), format_failures(failures))
         self._drainer.after_call(context)
 
     def available(self, context: Optional[dict], module_data: str) -> bool:
@@ -294,21 +302,21 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        present, unconfigured = self._split(data)
+        present, unconfigured = self._locations.split(data)
         if not present:
-            raise _unconfigured_error(data, unconfigured)
+            raise unconfigured_error(data, unconfigured)
         deep = self.settings.verify_available == "deep"
         checks = {location.name: functools.partial(check_copy, context, location, child,
                                                    data.manifest_md(location.name), deep)
-                  for location, child in present if not location.is_limited()}
-        answers = self._parallel(checks)
+                  for location, child in present if not location.is_limited(READ)}
+        answers = self._dispatcher.parallel(checks)
         answered = {name: value for name, (ok, value) in answers.items() if ok}
         if not answered:
             failures = {name: value for name, (_, value) in answers.items()}
-            failures.update((location.name, limited_error(location))
+            failures.update((location.name, limited_error(location, READ))
                             for location, _ in present if location.name not in answers)
             raise LocationUnavailable("no location could tell whether object %s is stored: %s"
-                                      % (data.object_id, describe_failures(failures)))
+                                      % (data.object_id, format_failures(failures)))
         self._drainer.after_call(context)
         return len(answered) == len(present) and all(value is True
                                                      for value in answered.values())
@@ -338,14 +346,13 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        candidates = self._candidates(data)
+        candidates = self._locations.candidates(data)
         if self._integrity and data.verified:
-            stream = self._open_verified(context, data, candidates)
-            self._count(reads=1, verified_reads=1)
+            stream = self._copies.open_verified(context, data, candidates)
+            self._ledger.count(reads=1, verified_reads=1)
         else:
-            stream = open_failover_stream(context, module_data, candidates, self._retry,
-                                          on_failover=self._count_failover)
-            self._count(reads=1, unverified_reads=1)
+            stream = self._copies.open_unverified(context, data, candidates)
+            self._ledger.count(reads=1, unverified_reads=1)
         self._drainer.after_call(context)
         return stream
 
@@ -367,20 +374,20 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        self._bury(data.object_id)
-        present, unconfigured = self._split(data)
+        self._ledger.bury(data.object_id)
+        present, unconfigured = self._locations.split(data)
         if unconfigured:
             log.warning("object %s: copies at %s are not deleted: those locations are not "
                         "configured any more", data.object_id, ", ".join(unconfigured))
         calls = {}
         deferred: Dict[str, StorageError] = {}
         for location, child in present:
-            if location.is_limited():
-                deferred[location.name] = limited_error(location)
+            if not self._locations.writable(location):
+                deferred[location.name] = limited_error(location, WRITE)
             else:
                 calls[location.name] = functools.partial(
                     delete_copy, context, location, child, data.manifest_md(location.name))
-        for name, (ok, value) in self._parallel(calls).items():
+        for name, (ok, value) in self._dispatcher.parallel(calls, WRITE).items():
             if ok or isinstance(value, ObjectNotFound):
                 continue
             if isinstance(value, InvalidModuleData):
@@ -388,20 +395,20 @@ class ReplicaStorage(StorageModule):
                           "any, is left in place", data.object_id, name, value)
                 continue
             deferred[name] = value
-        self._journal_call("forget copies of", self._journal_forget, data.object_id)
+        self._ledger.forget_copies(data.object_id)
         unrecorded = {}
         for name, error in deferred.items():
-            recorded = self._journal_add(DELETE, name, data)
+            recorded = self._ledger.add(DELETE, name, data)
             if recorded:
                 log.warning("object %s: delete at %s deferred (%s)", data.object_id, name, error)
             else:
                 unrecorded[name] = error
-        self._count(deletes=1, deferred_deletes=len(deferred) - len(unrecorded))
+        self._ledger.count(deletes=1, deferred_deletes=len(deferred) - len(unrecorded))
         if unrecorded:
             raise LocationUnavailable(
                 "object %s: could not delete the copies at %s and could not record the deletes "
                 "for later (journal full or unwritable); call delete again: %s"
-                % (data.object_id, ", ".join(unrecorded), describe_failures(unrecorded)))
+                % (data.object_id, ", ".join(unrecorded), format_failures(unrecorded)))
         self._drainer.after_call(context)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
@@ -420,14 +427,16 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
-            _, manifest, _ = find_reference(context, module_data,
-                                         self._verified_candidates(data, self._candidates(data)),
-                                         self._retry, failures)
+            _, manifest, _ = find_reference(
+                context, module_data,
+                self._copies.verified_candidates(data, self._locations.candidates(data)),
+                self._dispatcher.attempt, failures,
+                functools.partial(self._ledger.is_buried, data.object_id))
             return manifest.size
-        for location, child in self._candidates(data):
+        for location, child in self._locations.candidates(data):
             try:
-                size = self._retry(location, functools.partial(location.call, context,
-                                                               "get_size", child))
+                size = self._dispatcher.attempt(location, functools.partial(
+                    location.call, context, "get_size", child))
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -455,7 +464,7 @@ class ReplicaStorage(StorageModule):
         except Exception as error:  # statistics must never raise; report instead
             log.exception("building replica statistics failed")
             return {"capacity": self.capacity(), "replicas": len(self._locations),
-                    "degraded": True, "error": "%s: %s" % (type(error).__name__, error)}
+                    "degraded": True, "error": describe_error(error)}
 
     def repair(self, context: Optional[dict], module_data: Optional[str] = None,
                rate: Optional[float] = None) -> Dict[str, Any]:
@@ -470,7 +479,9 @@ class ReplicaStorage(StorageModule):
         not get one, streamed from a copy (unverified). Without: pending
         deletes and missing or damaged copies recorded in the journal are
         retried; an error-limited location is probed with its first entry
-        and skipped for the rest of this repair if that fails.
+        and skipped for the rest of this repair if that fails; then every
+        location's own ``repair(context)`` is called (when its module has
+        one), which removes the temporaries of writes cut off by a crash.
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -478,7 +489,9 @@ class ReplicaStorage(StorageModule):
             with manifests the scrub's ``ok``, ``damaged``, ``missing``,
             ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,
-            ``skipped_locations`` and the ``remaining`` journal counts.
+            ``skipped_locations``, the ``remaining`` journal counts and
+            ``locations`` (name -> that location's own repair report, or
+            ``{"error": ...}`` / ``{"skipped": ...}``).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
@@ -492,16 +505,18 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         if module_data is None:
             summary = self._drainer.replay_all(context, self.settings.queue_timeout)
-            self._count(repairs=1)
+            summary["locations"] = self._repairer.sweep_locations(
+                context, skip=summary["skipped_locations"])
+            self._ledger.count(repairs=1)
             return summary
         data = formats.decode(module_data)
-        present, unconfigured = self._split(data)
+        present, unconfigured = self._locations.split(data)
         if not present:
-            raise _unconfigured_error(data, unconfigured)
+            raise unconfigured_error(data, unconfigured)
         report = self._repairer.repair_object(context, data, None, self.settings.queue_timeout,
                                               True, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
-        self._count(repairs=1)
+        self._ledger.count(repairs=1)
         return report
 
     def scrub(self, context: Optional[dict], module_data: str,
@@ -526,12 +541,12 @@ class ReplicaStorage(StorageModule):
         """
         data = formats.decode(module_data)
         self._check_open()
-        present, unconfigured = self._split(data)
+        present, unconfigured = self._locations.split(data)
         if not present:
-            raise _unconfigured_error(data, unconfigured)
+            raise unconfigured_error(data, unconfigured)
         report, _, _ = self._repairer.scrub(context, data, present, rate)
         report.update(object=data.object_id, not_configured=unconfigured)
-        self._count(scrubs=1)
+        self._ledger.count(scrubs=1)
         return report
 
     def close(self) -> None:
@@ -544,253 +559,43 @@ class ReplicaStorage(StorageModule):
             if self._closed:
                 return
             self._closed = True
-        self._pool.shutdown(timeout=self.settings.call_timeout)
+        self._dispatcher.shutdown(timeout=self.settings.call_timeout)
         drained = self._drainer.lock.acquire(timeout=self.settings.call_timeout)
         if not drained:
             log.warning("closing the journal while a journal replay is still running")
         try:
-            self._journal.close()
+            self._ledger.close()
         finally:
             if drained:
                 self._drainer.lock.release()
-        for location in self._locations:
-            location.close()
+        self._locations.close()
 
-    # -- locations ----------------------------------------------------------
-
-    def _split(self, data: formats.ReplicaData) -> Tuple[List[Placed], List[str]]:
-        """Return (configured locations named in ``data`` in configured order, other names)."""
-        present = [(location, data.child_md(location.name)) for location in self._locations
-                   if location.name in data.copies]
-        unconfigured = sorted(name for name in data.copies if name not in self._by_name)
-        return present, unconfigured
-
-    def _candidates(self, data: formats.ReplicaData) -> List[Placed]:
-        """Return the copies to read, healthy locations first, error-limited ones last."""
-        present, unconfigured = self._split(data)
-        if not present:
-            raise _unconfigured_error(data, unconfigured)
-        healthy = [placed for placed in present if not placed[0].is_limited()]
-        limited = [placed for placed in present if placed[0].is_limited()]
-        return healthy + limited
-
-    def _retry(self, location: Location, function: Callable[[], Any]) -> Any:
-        """Call ``function``, retrying LocationUnavailable unless the location is error-limited."""
-        attempts = self.settings.read_attempts
-        if attempts <= 1 or location.is_limited():
-            return function()
-        backoff = self.settings.read_backoff
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts),
-                                   lambda state: location.is_limited()),
-            wait=tenacity.wait_exponential(multiplier=backoff, max=backoff * 8)
-            if backoff > 0 else tenacity.wait_none(),
-            retry=tenacity.retry_if_exception_type(LocationUnavailable),
-            sleep=lambda seconds: self._sleep(seconds),
-            reraise=True)
-        return retrying(function)
-
-    def _parallel(self, calls: Dict[str, Callable[[], Any]]) -> Dict[str, Tuple[bool, Any]]:
-        """Run one call per location at once; return name -> (True, value) or (False, error).
-
-        Calls run on the pool when it has room (each bounded by
-        ``call_timeout``; a location that does not answer in time is counted
-        as failed), otherwise one after the other in this thread.
-        """
-        results: Dict[str, Tuple[bool, Any]] = {}
-        if len(calls) > 1 and self._pool.reserve(len(calls), 0):
-            futures: Dict[str, concurrent.futures.Future] = {}
-            try:
-                for name, call in calls.items():
-                    futures[name] = self._pool.submit(call)
-            finally:
-                self._pool.release(len(calls) - len(futures))
-            deadline = time.monotonic() + self.settings.call_timeout
-            for name, future in futures.items():
-                location = self._by_name[name]
-                try:
-                    results[name] = (True, future.result(
-                        timeout=max(0.0, deadline - time.monotonic())))
-                except concurrent.futures.TimeoutError:
-                    error = LocationTimeout("location %s did not answer within %.1f s "
-                                            "(call_timeout)" % (name, self.settings.call_timeout),
-                                            location=name)
-                    location.failed(error, "call")
-                    results[name] = (False, error)
-                except Exception as error:  # calls translate already; a safety net
-                    results[name] = (False, location.translate(error, "call"))
-            return results
-        for name, call in calls.items():
-            try:
-                results[name] = (True, call())
-            except StorageError as error:
-                results[name] = (False, error)
-        return results
-
-    # -- copies and the journal ----------------------------------------------
-
-    def _blame_dropped(self, result: FanOutResult) -> None:
-        """Count stalls detected by the fan-out against their locations' health."""
-        for name in result.dropped:
-            self._by_name[name].failed(result.failures[name], "assign")
-
-    def _note_copies(self, data: formats.ReplicaData, holding: Sequence[str],
-                     missing: Sequence[str]) -> None:
-        """Record missing copies in the journal and forget entries for copies now held.
-
-        Nothing is recorded for an object deleted meanwhile (a repair racing a delete).
-        """
-        if not self._is_buried(data.object_id):
-            for name in missing:
-                self._journal_add(COPY, name, data)
-        if holding and self._journal_call("read", self._journal.has, data.object_id):
-            for name in holding:
-                self._journal_call("update", self._journal.remove, COPY, name, data.object_id)
-
-    def _bury(self, object_id: str) -> None:
-        """Remember that ``object_id`` was deleted (the oldest of TOMBSTONES are forgotten)."""
-        with self._lock:
-            self._tombstones[object_id] = None
-            self._tombstones.move_to_end(object_id)
-            while len(self._tombstones) > TOMBSTONES:
-                self._tombstones.popitem(last=False)
-
-    def _is_buried(self, object_id: str) -> bool:
-        with self._lock:
-            return object_id in self._tombstones
-
-    def _journal_add(self, kind: str, name: str, data: formats.ReplicaData) -> bool:
-        """Record an entry; return False when it could not be recorded (logged)."""
-        self._drainer.hint = True
-        return bool(self._journal_call("record a %s in" % kind, self._journal.add,
-                                       kind, name, data.object_id, data.text))
-
-    def _journal_forget(self, object_id: str) -> None:
-        if self._journal.has(object_id):
-            self._journal.remove_object(object_id, COPY)
-
-    def _journal_call(self, action: str, function: Callable[..., Any], *args: Any) -> Any:
-        """Call a journal method; log and return None when the journal fails."""
-        try:
-            return function(*args)
-        except StorageError as error:
-            log.error("could not %s the replica journal: %s", action, error)
-            return None
-
-    def _delete_copies(self, context: Optional[dict], data: formats.ReplicaData,
-                       names: Sequence[str]) -> None:
-        """Delete the copies at ``names`` (in parallel); journal the ones that fail."""
-        calls = {name: functools.partial(delete_copy, context, self._by_name[name],
-                                         data.child_md(name), data.manifest_md(name))
-                 for name in names}
-        for name, (ok, value) in self._parallel(calls).items():
-            if not ok and not isinstance(value, ObjectNotFound):
-                log.warning("object %s: removing the copy at %s failed (%s); deferred",
-                            data.object_id, name, value)
-                self._journal_add(DELETE, name, data)
-
-    def _delete_late_copies(self, context: Optional[dict], data: formats.ReplicaData,
-                            late: Dict[str, concurrent.futures.Future]) -> None:
-        """Delete copies whose writer finishes after the write was given up on."""
-        for name, future in late.items():
-            def finished(done: concurrent.futures.Future, name: str = name) -> None:
-                if done.cancelled() or done.exception() is not None:
-                    return
-                log.warning("object %s: the write to %s finished after the write failed; "
-                            "removing that copy", data.object_id, name)
-                self._delete_copies(context, data, [name])
-            future.add_done_callback(finished)
-
-    def _open_verified(self, context: Optional[dict], data: formats.ReplicaData,
-                       candidates: Sequence[Placed]) -> VerifiedReadStream:
-        return open_verified_stream(context, data.text, self._verified_candidates(data, candidates),
-                                    self._retry, self._pool,
-                                    on_damage=functools.partial(self._damage_found, data),
-                                    on_failover=self._count_failover)
-
-    @staticmethod
-    def _verified_candidates(data: formats.ReplicaData,
-                             candidates: Sequence[Placed]) -> List[Tuple[Location, str, str]]:
-        return [(location, child, data.manifest_md(location.name) or "")
-                for location, child in candidates]
-
-    def _damage_found(self, data: formats.ReplicaData, name: str, reason: str) -> None:
-        """A read found the copy at ``name`` damaged: count it and journal it for repair."""
-        self._count(damaged_copies_found=1)
-        if self._journal_add(COPY, name, data):
-            log.warning("object %s: damaged copy at %s journaled for repair (%s)",
-                        data.object_id, name, reason)
-
-    def _write_manifests(self, context: Optional[dict], data: formats.ReplicaData,
-                         names: Sequence[str], manifest: Manifest,
-                         failures: Dict[str, StorageError]) -> List[str]:
-        """Store ``manifest`` with each copy at ``names``; return where it was stored.
-
-        A location whose manifest cannot be stored loses its data copy too
-        (a copy without manifest never counts) and is added to ``failures``.
-        """
-        raw = manifest.to_bytes()
-        calls = {name: functools.partial(self._by_name[name].call, context, "assign",
-                                         data.manifest_md(name), io.BytesIO(raw))
-                 for name in names}
-        stored = []
-        lost = []
-        for name, (ok, value) in self._parallel(calls).items():
-            if ok:
-                stored.append(name)
-            else:
-                failures[name] = value
-                lost.append(name)
-                log.warning("object %s: storing the manifest at %s failed (%s); removing its "
-                            "copy", data.object_id, name, value)
-        if lost:
-            self._delete_copies(context, data, lost)
-        return [name for name in names if name in stored]
-
-    # -- statistics -------------------------------------------------------
+    # -- helpers -------------------------------------------------------------
 
     def _statistics(self, context: Optional[dict]) -> Dict[str, Any]:
-        reports = location_reports(context, self._locations, self._parallel)
-        journal = journal_report(self._journal)
-        with self._lock:
-            operations = dict(self._counters)
+        reports = location_reports(context, list(self._locations), self._dispatcher.parallel)
+        journal = journal_report(self._ledger.journal)
         return summarize(reports, self.settings.write_quorum, journal, {
-            "workers": self._pool.stats(), "operations": operations,
+            "workers": self._dispatcher.pool.stats(), "operations": self._ledger.counters(),
             "options": self.settings.describe()})
 
-    # -- small helpers -------------------------------------------------------
-
-    def _now(self) -> float:
-        return self._clock()
+    def _is_closed(self) -> bool:
+        with self._lock:
+            return self._closed
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._is_closed():
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
-
-    def _count(self, **increments: int) -> None:
-        with self._lock:
-            for key, value in increments.items():
-                self._counters[key] += value
-
-    def _count_failover(self) -> None:
-        self._count(read_failovers=1)
 
 
 def _quorum_error(data: formats.ReplicaData, copies: int, quorum: int,
                   failures: Dict[str, StorageError], what: str) -> StorageError:
+    """Return the error of a write below its quorum; ``failures`` become its ``failures``."""
     message = ("object %s: only %d of %d copies could be stored, write_quorum is %d; %s. "
                "Failures: %s" % (data.object_id, copies, len(data.copies), quorum, what,
-                                 describe_failures(failures)))
+                                 format_failures(failures)))
     full = failures and all(isinstance(error, InsufficientStorage)
                             for error in failures.values())
-    error: StorageError = InsufficientStorage(message) if full else LocationUnavailable(message)
-    error.failures = {name: "%s: %s" % (type(value).__name__, value)  # type: ignore[attr-defined]
-                      for name, value in failures.items()}
-    return error
-
-
-def _unconfigured_error(data: formats.ReplicaData, names: Sequence[str]) -> LocationUnavailable:
-    return LocationUnavailable(
-        "object %s is stored only at locations that are not configured any more (%s); add them "
-        "back under the same names to reach it" % (data.object_id, ", ".join(names)))
+    kind = InsufficientStorage if full else LocationUnavailable
+    return kind(message, failures=failures)

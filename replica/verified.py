@@ -12,6 +12,13 @@ good version of a block, the read raises
 :class:`~modules.errors.DataCorrupted` (or ``LocationUnavailable`` when some
 copies could not be reached), never the bad bytes.
 
+A copy that *vanishes* is not damaged. When the object is being deleted
+(``is_gone()`` is true: the replica deleted it in this process), a copy
+whose manifest or data disappears, ends early or changes is gone: it is
+skipped without a damage report, and the read finishes from a copy that is
+still there or raises :class:`~modules.errors.ObjectNotFound` (issue 9).
+Only data that is present and wrong while the object lives is damage.
+
 For sequential reads, the next blocks are fetched and verified ahead on the
 replica's worker pool (at most ``read_ahead`` blocks per stream, only when a
 worker is free), so hashing overlaps the caller's work. Reads from the child
@@ -21,7 +28,7 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from modules.errors import DataCorrupted, ObjectNotFound, StorageError
+from modules.errors import DataCorrupted, ObjectNotFound, StorageError, format_failures
 from modules.streams import ReadStream
 from replica.failover import exhausted_error
 from replica.locations import Location
@@ -77,7 +84,9 @@ def load_manifest(context: Optional[dict], location: Location, manifest_md: str,
 
 def find_reference(context: Optional[dict], module_data: str,
                    candidates: Sequence[VerifiedCandidate], retry: Optional[Retry],
-                   failures: Dict[str, StorageError]) -> Tuple[int, Manifest, Dict[str, Manifest]]:
+                   failures: Dict[str, StorageError],
+                   is_gone: Callable[[], bool] = lambda: False
+                   ) -> Tuple[int, Manifest, Dict[str, Manifest]]:
     """Return the first candidate whose manifest is intact and whose data has its size.
 
     Candidates are checked in order: the manifest is read, and the data's
@@ -89,8 +98,11 @@ def find_reference(context: Optional[dict], module_data: str,
     Returns:
         (index of that candidate, its manifest, every manifest loaded by name).
 
+    ``is_gone`` tells whether the object is being deleted: then copies
+    whose manifest is gone count as gone, not as damaged.
+
     Raises:
-        ObjectNotFound: no copy of the object exists.
+        ObjectNotFound: no copy of the object exists (or it is being deleted).
         DataCorrupted: copies exist but none has an intact manifest and the
             right size (the message says which).
         LocationUnavailable: no copy could be checked and some location
@@ -128,14 +140,22 @@ def find_reference(context: Optional[dict], module_data: str,
                         location.name, size, manifest.size)
             continue
         return index, manifest, loaded
+    if lost_manifest and is_gone():
+        raise ObjectNotFound("the object was deleted while it was being opened (%s)"
+                             % format_failures(failures), module_data=module_data,
+                             failures=failures)
     holders = []
     for index in lost_manifest:
         location, md, _ = candidates[index]
         try:
-            if location.call(context, "available", md) is True:
+            if _call(retry, location, context, "available", md) is True:
                 holders.append(location.name)
         except StorageError as error:
             log.debug("asking %s for a copy without manifest failed: %s", location.name, error)
+    if holders and is_gone():  # deleted while we looked: the data goes next
+        raise ObjectNotFound("the object was deleted while it was being opened (%s)"
+                             % format_failures(failures), module_data=module_data,
+                             failures=failures)
     for name in holders:
         failures[name] = DataCorrupted(
             "the copy at %s has lost its manifest and cannot be verified" % name,
@@ -145,7 +165,7 @@ def find_reference(context: Optional[dict], module_data: str,
         raise DataCorrupted(
             "no copy of the object can be verified; copies without manifest exist at %s (their "
             "data files are byte-identical to what was written and can be inspected directly): "
-            "%s" % (", ".join(holders), _describe(failures)), module_data=module_data)
+            "%s" % (", ".join(holders), format_failures(failures)), module_data=module_data)
     raise exhausted_error(module_data, failures)
 
 
@@ -187,8 +207,12 @@ class VerifiedReadStream(ReadStream):
                  retry: Retry, pool: Optional[WorkerPool], read_ahead: int,
                  failures: Dict[str, StorageError],
                  on_damage: Optional[Callable[[str, str], None]] = None,
-                 on_failover: Optional[Callable[[], None]] = None):
+                 on_failover: Optional[Callable[[], None]] = None,
+                 is_gone: Callable[[], bool] = lambda: False,
+                 on_vanished: Optional[Callable[[str], None]] = None):
         super().__init__(manifest.size)
+        self._is_gone = is_gone
+        self._on_vanished = on_vanished
         self.manifest = manifest
         self._context = context
         self._module_data = module_data
@@ -299,6 +323,9 @@ class VerifiedReadStream(ReadStream):
                 return raw
             with self._lock:
                 self._move_on(number)
+            if self._is_gone():
+                failures[copy.location.name] = self._vanished(copy, "changed")
+                continue
             error = DataCorrupted("block %d (bytes %d-%d) of the copy at %s fails its %s digest"
                                   % (index, index * self.manifest.block_size,
                                      index * self.manifest.block_size + len(raw) - 1,
@@ -372,6 +399,12 @@ class VerifiedReadStream(ReadStream):
             try:
                 manifest = load_manifest(self._context, copy.location, copy.mf, self._retry)
             except ObjectNotFound:
+                if not self._retry(copy.location, lambda: copy.location.call(
+                        self._context, "available", copy.md)):
+                    # manifest and data both gone: deleted, not damaged (issue 9)
+                    raise ObjectNotFound("the copy at %s is gone (no manifest, no data)" % name,
+                                         module_data=self._module_data,
+                                         location=name) from None
                 raise DataCorrupted("the copy at %s has no manifest" % name,
                                     module_data=self._module_data, location=name) from None
             self._manifests[name] = manifest
@@ -388,9 +421,24 @@ class VerifiedReadStream(ReadStream):
 
     def _mark_unusable(self, copy: _Copy, error: StorageError) -> None:
         if copy.unusable is None:
+            if isinstance(error, DataCorrupted) and self._is_gone():
+                error = self._vanished(copy, str(error))
             copy.unusable = error
             if isinstance(error, DataCorrupted):
                 self._report_damage(copy, str(error))
+
+    def _vanished(self, copy: _Copy, what: str) -> ObjectNotFound:
+        """Mark ``copy`` as gone (its object is being deleted); return the error saying so."""
+        log.info("the copy at %s vanished while being read (the object is being deleted): %s",
+                 copy.location.name, what)
+        gone = ObjectNotFound("the copy at %s vanished: the object is being deleted"
+                              % copy.location.name, module_data=self._module_data,
+                              location=copy.location.name)
+        if copy.unusable is None:
+            copy.unusable = gone
+            if self._on_vanished is not None:
+                self._on_vanished(copy.location.name)
+        return gone
 
     def _report_damage(self, copy: _Copy, reason: str) -> None:
         name = copy.location.name
@@ -408,12 +456,16 @@ class VerifiedReadStream(ReadStream):
         for copy in self._copies:
             if copy.location.name not in failures and copy.unusable is not None:
                 failures[copy.location.name] = copy.unusable
+        if self._is_gone():
+            return ObjectNotFound("the object was deleted while it was being read (%s)"
+                                  % format_failures(failures), module_data=self._module_data,
+                                  failures=failures)
         error = exhausted_error(self._module_data, failures)
         if isinstance(error, DataCorrupted):
             return DataCorrupted("no copy has a good version of block %d (bytes from %d) of the "
                                  "object: %s" % (index, index * self.manifest.block_size,
-                                                 _describe(failures)),
-                                 module_data=self._module_data)
+                                                 format_failures(failures)),
+                                 module_data=self._module_data, failures=failures)
         return error
 
     def _release(self) -> None:
@@ -430,21 +482,30 @@ def open_verified_stream(context: Optional[dict], module_data: str,
                          candidates: Sequence[VerifiedCandidate], retry: Retry,
                          pool: Optional[WorkerPool] = None, read_ahead: int = READ_AHEAD,
                          on_damage: Optional[Callable[[str, str], None]] = None,
-                         on_failover: Optional[Callable[[], None]] = None) -> VerifiedReadStream:
+                         on_failover: Optional[Callable[[], None]] = None,
+                         is_gone: Callable[[], bool] = lambda: False,
+                         on_vanished: Optional[Callable[[str], None]] = None
+                         ) -> VerifiedReadStream:
     """Find the object's manifest and return a verifying stream over ``candidates``.
 
     Returns:
         VerifiedReadStream: positioned at 0, of the manifest's size.
 
+    ``is_gone`` tells whether the object is being deleted (vanishing copies
+    are then gone, not damaged; see the module docstring); ``on_vanished``
+    is called with the name of each copy found gone that way.
+
     Raises:
-        ObjectNotFound: no copy of the object exists.
+        ObjectNotFound: no copy of the object exists (or it is being deleted).
         DataCorrupted: copies exist but none has an intact manifest.
         LocationUnavailable: no manifest could be read.
     """
     failures: Dict[str, StorageError] = {}
-    start, manifest, manifests = find_reference(context, module_data, candidates, retry, failures)
+    start, manifest, manifests = find_reference(context, module_data, candidates, retry, failures,
+                                                is_gone)
     return VerifiedReadStream(context, module_data, start, manifest, manifests, candidates, retry,
-                              pool, read_ahead, failures, on_damage, on_failover)
+                              pool, read_ahead, failures, on_damage, on_failover, is_gone,
+                              on_vanished)
 
 
 def read_exactly(stream: Any, size: int) -> bytes:
@@ -460,11 +521,6 @@ def read_exactly(stream: Any, size: int) -> bytes:
         parts.append(data)
         remaining -= len(data)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _describe(failures: Dict[str, StorageError]) -> str:
-    return "; ".join("%s: %s: %s" % (name, type(error).__name__, error)
-                     for name, error in failures.items()) or "no details"
 
 
 def _close_quietly(stream: Any) -> None:

@@ -176,10 +176,18 @@ def _module_card(view: ModuleView) -> str:
                      '<th>Capacity</th></tr></thead><tbody>')
         for name, location in locations:
             health, why = _location_health(location)
+            # reads and writes have their own health (a replica location, issue 9)
+            directions = " ".join(
+                '<span class="direction %s">%s: %s</span>' % (
+                    _e(location[key]), word, _e(location[key]))
+                for word, key in (("reads", "read_health"), ("writes", "write_health"))
+                if isinstance(location.get(key), str))
             parts.append('<tr class="location %s" data-location="%s"><td class="lname">%s</td>'
-                         '<td><span class="badge %s">%s</span>%s</td><td>%s</td></tr>' % (
+                         '<td><span class="badge %s">%s</span>%s%s</td><td>%s</td></tr>' % (
                              health, _e(name), _e(name), health,
                              "HEALTHY" if health == "ok" else "DOWN",
+                             (' <span class="directions">%s</span>' % directions)
+                             if directions else "",
                              ('<div class="why">%s</div>' % _e(why)) if why else "",
                              _bar(location, "capacity of " + name)))
         parts.append("</tbody></table>")

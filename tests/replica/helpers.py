@@ -92,11 +92,9 @@ class ReplicaTestCase(unittest.TestCase):
     def make_replica(self, **overrides) -> ReplicaStorage:
         options = dict(self.options)
         options.update(overrides)
-        replica = ReplicaStorage(*self.names, **options)
         self.clock = FakeClock()
         self.sleeps = SleepRecorder()
-        replica._clock = self.clock
-        replica._sleep = self.sleeps
+        replica = ReplicaStorage(*self.names, clock=self.clock, sleep=self.sleeps, **options)
         self.addCleanup(replica.close)
         self.addCleanup(self.release_faults)  # runs first: hung children return before close
         return replica

@@ -25,8 +25,8 @@ class FileLocations(unittest.TestCase):
             os.mkdir(directory)
 
     def make_replica(self, **options):
-        replica = ReplicaStorage(*["file://%s" % d for d in self.dirs], **options)
-        replica._sleep = lambda seconds: None
+        replica = ReplicaStorage(*["file://%s" % d for d in self.dirs],
+                                 sleep=lambda seconds: None, **options)
         self.addCleanup(replica.close)
         return replica
 
