@@ -251,16 +251,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         rates = result["throughput_mib_s"]
         print("server %s, object %d MiB, best of %d rounds, files in %s" % (
             result["server"], result["size_mib"], result["rounds"], result["work_dir"]))
-        print("PUT  curl %8.1f MiB/s   HTTPStorage %8.1f MiB/s   ratio %.2f" % (
-            rates["curl_put"], rates["storage_put"], result["put_ratio"]))
-        print("PUT  curl %8.1f MiB/s   chunked     %8.1f MiB/s   ratio %.2f  (unseekable source)"
-              % (rates["curl_put"], rates["storage_put_chunked"], result["put_chunked_ratio"]))
-        print("GET  curl %8.1f MiB/s   HTTPStorage %8.1f MiB/s   ratio %.2f" % (
-            rates["curl_get"], rates["storage_get"], result["get_ratio"]))
+        print("PUT  curl %8.1f MiB/s   HTTPStorage %8.1f MiB/s   ratio %.2f  target >= %.2f  %s"
+              % (rates["curl_put"], rates["storage_put"], result["put_ratio"], args.target,
+                 _verdict(result["put_ratio"], args.target)))
+        print("PUT  curl %8.1f MiB/s   chunked     %8.1f MiB/s   ratio %.2f  (unseekable "
+              "source, no target)" % (rates["curl_put"], rates["storage_put_chunked"],
+                                      result["put_chunked_ratio"]))
+        print("GET  curl %8.1f MiB/s   HTTPStorage %8.1f MiB/s   ratio %.2f  target >= %.2f  %s"
+              % (rates["curl_get"], rates["storage_get"], result["get_ratio"], args.target,
+                 _verdict(result["get_ratio"], args.target)))
     ok = result["put_ratio"] >= args.target and result["get_ratio"] >= args.target
     if not ok:
         print("below the target of %.2fx curl" % args.target, file=sys.stderr)
     return 0 if ok else 1
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return "OK" if ratio >= target else "MISSED"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ wsgidav over a directory, served by cheroot on 127.0.0.1, behind a WSGI
 middleware the tests steer: ignore ``Range`` (200 instead of 206), send
 ``HEAD`` without ``Content-Length``, answer the next N requests of a method
 with a status, keep only part of a ``PUT`` body and still answer 201, demand
-a bearer token. Every request is recorded (method, path, a few headers) so
+a bearer token, see another scheme than the client used (as a server behind
+a TLS-terminating proxy does), refuse a path-absolute ``Destination`` (as
+Apache mod_dav does). Every request is recorded (method, path, a few headers) so
 tests can see what the client sent.
 """
 import threading
@@ -34,6 +36,12 @@ class QuirkyDAVServer:
         self.bearer_token: Optional[str] = None
         #: Keep only this many bytes of each PUT body (then answer as usual).
         self.truncate_put_to: Optional[int] = None
+        #: The scheme wsgidav is told the request came with ("http" behind a TLS proxy).
+        self.backend_scheme: Optional[str] = None
+        #: Answer 400 to MOVE/COPY whose Destination is not an absolute URL (Apache mod_dav).
+        self.refuse_path_destination = False
+        #: Answer every PROPFIND with 207 and this body (hostile or broken XML).
+        self.propfind_body: Optional[bytes] = None
         self._failures: List[list] = []
         self._lock = threading.Lock()
         self.requests: List[Dict[str, str]] = []
@@ -78,6 +86,9 @@ class QuirkyDAVServer:
             self.head_without_length = False
             self.bearer_token = None
             self.truncate_put_to = None
+            self.backend_scheme = None
+            self.refuse_path_destination = False
+            self.propfind_body = None
             self._failures.clear()
             self.requests.clear()
 
@@ -116,6 +127,9 @@ class QuirkyDAVServer:
                     rule[2] -= 1
                     status = rule[1]
                     break
+        if self.refuse_path_destination and method in ("MOVE", "COPY") and \
+                environ.get("HTTP_DESTINATION", "").startswith("/"):
+            status = 400
         if self.bearer_token is not None and \
                 environ.get("HTTP_AUTHORIZATION") != "Bearer " + self.bearer_token:
             status = 401
@@ -124,6 +138,14 @@ class QuirkyDAVServer:
             start_response("%d Injected" % status, [("Content-Type", "text/plain"),
                                                     ("Content-Length", "8")])
             return [] if method == "HEAD" else [b"injected"]  # no body on HEAD
+        if method == "PROPFIND" and self.propfind_body is not None:
+            _drain(environ)
+            start_response("207 Multi-Status", [
+                ("Content-Type", "application/xml"),
+                ("Content-Length", str(len(self.propfind_body)))])
+            return [self.propfind_body]
+        if self.backend_scheme is not None:
+            environ["wsgi.url_scheme"] = self.backend_scheme
         if self.ignore_range:
             environ.pop("HTTP_RANGE", None)
         if method == "PUT" and self.truncate_put_to is not None:

@@ -95,5 +95,10 @@ class QuirkyServerCase(unittest.TestCase):
         self.addCleanup(storage.close)
         return storage
 
+    @staticmethod
+    def retries(storage: HTTPStorage) -> int:
+        """How many times ``storage`` retried a request (its statistics' retry counter)."""
+        return storage.statistics(None)["requests"]["retries"]
+
     def object_path(self, module_data: str) -> str:
         return os.path.join(self.root, self.store, *module_data.split("/"))

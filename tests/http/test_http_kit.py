@@ -14,8 +14,17 @@ class TestHTTPStorageConformance(StorageModuleTestBase, DAVServerCase):
 
     def make_module(self):
         storage = HTTPStorage(self.new_collection(), "username=%s" % USER,
-                              "password_env=%s" % PASSWORD_ENV, "timeout=10")
+                              "password_env=%s" % PASSWORD_ENV, "timeout=10",
+                              sleep=lambda seconds: None)
         return storage
+
+    def take_storage_away(self):
+        """The server goes away (killed like a crash) while the module stays open."""
+        self.server.stop()
+
+    def give_storage_back(self):
+        if not self.server.running:
+            self.server.start()
 
 
 class TestHTTPStorageConformanceRangeIgnored(StorageModuleTestBase, unittest.TestCase):

@@ -6,7 +6,7 @@ import unittest
 from modules.errors import ConfigurationError
 from modules.loader import load_module
 from replica.http import HTTPStorage
-from replica.http_options import (
+from replica.http.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_SIZE,
     DEFAULT_READ_TIMEOUT,
@@ -42,6 +42,25 @@ class TestOptionParsing(unittest.TestCase):
         self.assertEqual(from_strings.timeout, (5.0, 5.0))
         self.assertEqual(from_strings.password, SECRET)
         self.assertIs(from_strings.verify, False)
+
+    def test_the_sdk_parser_units_and_words(self):
+        """Issue 12: HTTP options go through modules.options (units, one set of boolean words)."""
+        options = parse_options(["http://h/", "timeout=500ms", "chunk_size=4MiB",
+                                 "upload_grace=2h", "verify_tls=OFF", "destination=path",
+                                 "retry_backoff=0"], {})
+        self.assertEqual(options.timeout, (0.5, 0.5))
+        self.assertEqual(options.chunk_size, 4 * 1024 * 1024)
+        self.assertEqual(options.upload_grace, 7200.0)
+        self.assertIs(options.verify, False)
+        self.assertEqual(options.destination, "path")
+        self.assertEqual(options.retry_backoff, 0.0)
+        self.assertEqual(parse_options(["http://h/"], {}).upload_grace, 3600.0)
+        for bad, named in (("destination=relative", "destination"), ("timeout=0", "timeout"),
+                           ("upload_grace=-1", "upload_grace"), ("chunk_size=1TiB", "chunk_size")):
+            with self.subTest(bad=bad):
+                with self.assertRaises(ConfigurationError) as caught:
+                    parse_options(["http://h/", bad], {})
+                self.assertIn(named, str(caught.exception))
 
     def test_base_url_may_be_given_by_name(self):
         options = parse_options(["base_url=http://127.0.0.1:1/a/b"], {})
@@ -88,7 +107,7 @@ class TestOptionParsing(unittest.TestCase):
             (["http://h/", "username=u", "password=x", "password_env=P"], {}, "not both"),
             (["http://h/", "token=t", "username=u", "password=x"], {}, "not both"),
             (["http://h/", "username=a:b", "password=x"], {}, "':'"),
-            (["http://h/", "user=a", "username=b", "password=x"], {}, "not both"),
+            (["http://h/", "user=a", "username=b", "password=x"], {}, "twice"),
             (["http://h/"], {"sleep": 5}, "sleep"),
             (["http://h/", 42], {}, "int"),
         ]
@@ -136,7 +155,7 @@ class TestConstruction(unittest.TestCase):
     def test_session_auth_does_not_print_the_secret(self):
         storage = HTTPStorage("http://127.0.0.1:1/", username="u", password=SECRET)
         self.addCleanup(storage.close)
-        self.assertNotIn(SECRET, repr(storage._session.auth))
+        self.assertNotIn(SECRET, repr(storage._transport._session.auth))
         self.assertNotIn(SECRET, repr(storage._options))
 
     def test_new_data_is_sharded_and_validated(self):

@@ -4,12 +4,14 @@ One streaming response is kept open and read from while reads are
 sequential; ``seek`` only moves the position, and the next read asks again
 with ``Range: bytes=<position>-``. A server that ignores ``Range`` (200
 instead of 206) is read from the start and the bytes before the position are
-skipped. A failure in the middle of a response (connection reset, timeout,
-early end) drops the response and re-requests from the current position, up
-to the storage's retry limit, so a long read survives a brief outage.
+skipped. A failure in the middle of a response (connection reset, early
+end) drops the response and re-requests from the current position, up to the
+storage's retry limit, so a long read survives a brief outage. A timeout is
+raised at once (:mod:`replica.http.retry`: the caller does better to read
+another copy). ``Content-Range`` and ``Content-Length`` are parsed by
+:mod:`replica.http.headers`.
 """
 import logging
-import re
 from typing import Callable, Optional
 
 import requests
@@ -17,13 +19,12 @@ import tenacity
 
 from modules.errors import DataCorrupted, LocationUnavailable
 from modules.streams import ReadStream
-from replica.http_errors import is_transport_error, transport_error
+from replica.http.errors import is_transport_error, transport_error
+from replica.http.headers import content_length, content_range
 
 __all__ = ["HTTPReadStream"]
 
 log = logging.getLogger(__name__)
-
-_CONTENT_RANGE = re.compile(r"\A\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*\Z", re.IGNORECASE)
 
 
 class HTTPReadStream(ReadStream):
@@ -36,15 +37,15 @@ class HTTPReadStream(ReadStream):
             whose status is 200, 206 or 416 (other statuses and transport
             failures are raised as SDK errors by the caller's mapper).
         url, location, module_data: named in error messages.
-        retrying: returns a fresh tenacity ``Retrying`` (which re-opens the
-            response at the current position after a transient failure), or
-            None for no retries.
+        retrying: the storage's tenacity policy (it re-opens the response at
+            the current position after a transient failure), or None for no
+            retries.
         chunk_size: bytes read and discarded per call when skipping.
     """
 
     def __init__(self, size: int, open_range: Callable[[int], requests.Response], *, url: str,
                  location: str, module_data: str,
-                 retrying: Callable[[], Optional[tenacity.Retrying]],
+                 retrying: Optional[tenacity.Retrying],
                  chunk_size: int = 1024 * 1024, timeout=None):
         super().__init__(size)
         self._open_range = open_range
@@ -66,10 +67,9 @@ class HTTPReadStream(ReadStream):
     # -- the primitive ----------------------------------------------------
 
     def _read_at(self, position: int, size: int) -> bytes:
-        retrying = self._retrying()
-        if retrying is None:
+        if self._retrying is None:
             return self._read_once(position, size)
-        return retrying(self._read_once, position, size)
+        return self._retrying(self._read_once, position, size)
 
     def _release(self) -> None:
         self._drop()
@@ -101,8 +101,8 @@ class HTTPReadStream(ReadStream):
                 if start < position:
                     self._skip(position - start)
             elif response.status_code == 200:
-                length = response.headers.get("Content-Length")
-                if length is not None and length.strip().isdigit() and int(length) != self._size:
+                length = content_length(response.headers)
+                if length is not None and length != self._size:
                     raise DataCorrupted(
                         "GET %s returned %s bytes but the object has %d; it changed underneath"
                         % (self._url, length, self._size), module_data=self._module_data,
@@ -125,14 +125,14 @@ class HTTPReadStream(ReadStream):
             raise
 
     def _check_content_range(self, response: requests.Response, position: int) -> int:
-        header = response.headers.get("Content-Range", "")
-        match = _CONTENT_RANGE.match(header)
-        if not match:
+        parsed = content_range(response.headers)
+        if parsed is None or parsed.start is None:
             raise LocationUnavailable(
                 "GET %s: 206 Partial Content with an unusable Content-Range %r" % (
-                    self._url, header[:100]), location=self._location)
-        start, total = int(match.group(1)), match.group(3)
-        if total != "*" and int(total) != self._size:
+                    self._url, response.headers.get("Content-Range", "")[:100]),
+                location=self._location)
+        start, total = parsed.start, parsed.total
+        if total is not None and total != self._size:
             raise DataCorrupted(
                 "GET %s: the object now has %s bytes, not %d; it changed underneath" % (
                     self._url, total, self._size), module_data=self._module_data,
