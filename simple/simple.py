@@ -19,13 +19,13 @@ from typing import Any, BinaryIO, Dict, Optional
 
 from modules import StorageModule
 from modules.errors import (
-    ConfigurationError,
     InvalidModuleData,
     LocationUnavailable,
     StorageError,
 )
 from modules.fs_errors import convert_os_errors
 from modules.keys import SHARDED_KEY, new_sharded_key
+from modules.options import Option, OptionParser
 from modules.streams import FileReadStream, read_source_chunk
 
 __all__ = ["SimpleStorage"]
@@ -37,34 +37,33 @@ CHUNK_SIZE = 1024 * 1024
 
 _TEMP_PREFIX = ".tmp-"
 
+#: SimpleStorage's options (see :mod:`modules.options` for the syntax).
+_OPTIONS = OptionParser("SimpleStorage", [
+    Option("storage_dir", "str", required=True, positional=True,
+           help="the path of an existing directory"),
+])
+
 
 class SimpleStorage(StorageModule):
     """Store each object as one file under ``storage_dir``.
 
     Args:
         storage_dir: an existing, writable directory (typically a mount
-            point). It is never created: while it is missing every operation
-            raises :class:`LocationUnavailable` and ``statistics`` reports
-            the reason.
+            point), given positionally (``SimpleStorage("/srv/objects")``),
+            as ``"storage_dir=/srv/objects"`` or as a keyword. It is never
+            created: while it is missing every operation raises
+            :class:`LocationUnavailable` and ``statistics`` reports the reason.
 
     Raises:
-        ConfigurationError: ``storage_dir`` is not a non-empty string path.
+        ConfigurationError: ``storage_dir`` is missing or not a non-empty
+            one-line path, or an unknown option is given (see
+            :mod:`modules.options`).
     """
 
-    def __init__(self, storage_dir=None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        if kwargs:
-            raise ConfigurationError("SimpleStorage takes one argument, storage_dir; unknown: %s"
-                                     % ", ".join(sorted(kwargs)))
-        if isinstance(storage_dir, os.PathLike):
-            storage_dir = os.fspath(storage_dir)
-        if not isinstance(storage_dir, str) or not storage_dir.strip():
-            raise ConfigurationError(
-                "SimpleStorage needs storage_dir, the path of an existing directory; got %r"
-                % (storage_dir,))
-        if "\0" in storage_dir:
-            raise ConfigurationError("storage_dir must not contain NUL characters")
-        self.storage_dir = os.path.abspath(storage_dir)
+        settings = _OPTIONS.parse(args, kwargs)
+        self.storage_dir = os.path.abspath(settings.storage_dir)
         self._lock = threading.Lock()
         self._counters = {"writes": 0, "reads": 0, "deletes": 0, "bytes_written": 0, "errors": 0}
 
