@@ -290,9 +290,9 @@ class Option:
         elif self.type == "bool":
             text = "true or false (also yes/no, on/off, 1/0)"
         elif self.type == "size":
-            text = "a size in bytes, e.g. 8MiB"
+            text = "a size in bytes (e.g. 8MiB)"
         elif self.type == "duration":
-            text = "a duration in seconds, e.g. 30 or 250ms"
+            text = "a duration in seconds (e.g. 30 or 250ms)"
         elif self.type == "int":
             text = "a whole number"
         elif self.type == "float":
@@ -304,9 +304,9 @@ class Option:
         if self.minimum is not None and self.maximum is not None:
             text += " from %s to %s" % (self.minimum, self.maximum)
         elif self.minimum is not None:
-            text += " >= %s" % (self.minimum,)
+            text += ", at least %s" % (self.minimum,)
         elif self.maximum is not None:
-            text += " <= %s" % (self.maximum,)
+            text += ", at most %s" % (self.maximum,)
         return text
 
 
