@@ -319,14 +319,15 @@ class Settings(Mapping[str, Any]):
     ``repr`` and :meth:`redacted` never show a secret.
     """
 
-    __slots__ = ("_owner", "_values", "_secrets", "_given")
+    __slots__ = ("_owner", "_values", "_secrets", "_given", "_sources")
 
     def __init__(self, owner: str, values: Dict[str, Any], secrets: FrozenSet[str],
-                 given: FrozenSet[str]):
+                 given: FrozenSet[str], sources: Optional[Mapping[str, str]] = None):
         object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "_secrets", frozenset(secrets))
         object.__setattr__(self, "_given", frozenset(given))
+        object.__setattr__(self, "_sources", dict(sources or {}))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -350,6 +351,15 @@ class Settings(Mapping[str, Any]):
     def given(self) -> FrozenSet[str]:
         """The names of the options that were given rather than defaulted."""
         return self._given
+
+    def source(self, name: str) -> Optional[str]:
+        """Say where an option's value came from, for messages (never the value itself).
+
+        Returns:
+            ``"argument"``, ``"environment variable NAME"`` (through ``env``
+            or ``<name>_env``), ``"default"``, or None when the option is unset.
+        """
+        return self._sources.get(name)
 
     @property
     def secret_names(self) -> FrozenSet[str]:
@@ -462,6 +472,7 @@ class OptionParser:
 
         values: Dict[str, Any] = {}
         given = set()
+        sources: Dict[str, str] = {}
         for option in self.options:
             value, origin = self._raw_value(option, raw, environ)
             if origin is None:
@@ -476,9 +487,10 @@ class OptionParser:
             else:
                 given.add(option.name)
             values[option.name] = self._convert(option, value, origin)
+            sources[option.name] = origin
         return Settings(self.owner, values,
                         frozenset(option.name for option in self.options if option.secret),
-                        frozenset(given))
+                        frozenset(given), sources)
 
     # -- helpers ---------------------------------------------------------------
 

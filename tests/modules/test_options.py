@@ -128,6 +128,10 @@ class TestErrors(unittest.TestCase):
         settings = PARSER.parse(["x", "password_env=PW"], environ={"PW": "hunter2"})
         self.assertEqual(settings.password, "hunter2")
         self.assertIn("password", settings.given)
+        self.assertEqual(settings.source("password"), "environment variable PW")
+        self.assertEqual(settings.source("url"), "argument")
+        self.assertEqual(settings.source("timeout"), "default")
+        self.assertIsNone(settings.source("region"))
         self.assertRefused(["x", "password_env=PW"], says=("PW", "not set"))
         self.assertRefused(["x", "password_env=P W"], says=("environment variable",))
         self.assertRefused(["x", "password=a", "password_env=PW"], environ={"PW": "b"},
