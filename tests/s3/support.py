@@ -52,12 +52,13 @@ class S3ServerCase(unittest.TestCase):
         prefix = prefix or "t-" + uuid.uuid4().hex[:12]
         return ["s3://%s/%s" % (bucket, prefix), "endpoint_url=" + self.server.endpoint_url,
                 "access_key_env=" + ACCESS_KEY_ENV, "secret_key_env=" + SECRET_KEY_ENV,
-                "addressing=path", "timeout=10"]
+                "addressing=path"]
 
     def make_storage(self, *args, prefix=None, bucket=BUCKET, **kwargs) -> S3Storage:
         options = list(args)
-        if not any(str(arg).startswith("retries=") for arg in options) and "retries" not in kwargs:
-            options.append("retries=0")
+        for name, default in (("retries", "0"), ("timeout", "10")):
+            if not any(str(arg).startswith(name + "=") for arg in options) and name not in kwargs:
+                options.append("%s=%s" % (name, default))
         storage = S3Storage(*self.storage_args(prefix, bucket), *options, **kwargs)
         self.addCleanup(storage.close)
         return storage
