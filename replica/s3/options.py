@@ -88,7 +88,7 @@ OPTIONS = OptionParser("S3Storage", [
            help="extra attempts after a transient failure (botocore's standard retry mode)"),
     Option("part_size", "size", default="8MiB", minimum="5MiB", maximum="5GiB",
            help="objects above this are sent as multipart uploads of parts this big"),
-    Option("upload_concurrency", "int", default=4, minimum=1, maximum=64,
+    Option("upload_concurrency", "int", default=8, minimum=1, maximum=64,
            help="parts of one multipart upload sent at the same time"),
     Option("pool_size", "int", default=16, minimum=1, maximum=1000,
            help="connections kept open to the service"),
