@@ -151,7 +151,7 @@ class TestBareS3URLOnSeaweedFS(ReplicaOverS3Case):
         variables = {"AWS_ENDPOINT_URL_S3": self.server.endpoint_url,
                      "AWS_ACCESS_KEY_ID": os.environ[ACCESS_KEY_ENV],
                      "AWS_SECRET_ACCESS_KEY": os.environ[SECRET_KEY_ENV],
-                     "AWS_REGION": "us-east-1"}
+                     "AWS_DEFAULT_REGION": "us-east-1"}
         for name, value in variables.items():
             self.addCleanup(os.environ.__setitem__, name, os.environ[name]) \
                 if name in os.environ else self.addCleanup(os.environ.pop, name, None)
