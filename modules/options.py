@@ -330,6 +330,8 @@ class Settings(Mapping[str, Any]):
         object.__setattr__(self, "_sources", dict(sources or {}))
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never look private names up in the values (copy, pickle)
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
@@ -337,6 +339,9 @@ class Settings(Mapping[str, Any]):
 
     def __setattr__(self, name, value):
         raise AttributeError("Settings are read-only")
+
+    def __reduce__(self):
+        return (Settings, (self._owner, self._values, self._secrets, self._given, self._sources))
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -388,6 +393,10 @@ class Settings(Mapping[str, Any]):
             "%s=%r" % item for item in self.redacted().items()))
 
 
+#: Public attributes of Settings that an option name must not hide.
+_SETTINGS_ATTRIBUTES = frozenset(name for name in dir(Settings) if not name.startswith("_"))
+
+
 def redact_settings(settings: Settings) -> Dict[str, Any]:
     """Return ``settings.redacted()``: a dict safe for ``repr``, statistics and logs."""
     return settings.redacted()
@@ -420,6 +429,10 @@ class OptionParser:
             if option.env_option_name:
                 self._env_names[option.env_option_name] = option
         self._positional = [option for option in self.options if option.positional]
+        shadowed = sorted(set(self._by_name) & _SETTINGS_ATTRIBUTES)
+        if shadowed:
+            raise ValueError("%s: option name(s) %s would hide Settings attributes; rename them"
+                             % (owner, ", ".join(shadowed)))
 
     @property
     def names(self) -> Tuple[str, ...]:
@@ -463,7 +476,7 @@ class OptionParser:
                 raise ConfigurationError(
                     "%s argument %d is %s; every argument%s must be 'name=value' with a name "
                     "from: %s" % (self.owner, index + 1, self._describe_arg(arg),
-                                  " after the first %d" % len(self._positional)
+                                  " after %s" % " and ".join(o.name for o in self._positional)
                                   if self._positional else "", ", ".join(self.names)))
             option = free_positional.pop(0)
             self._put(raw, option.name, arg, from_string=isinstance(arg, str))

@@ -162,6 +162,15 @@ class TestErrors(unittest.TestCase):
             Option("x", "choice")
         with self.assertRaises(ValueError):
             OptionParser("Dup", [Option("a_env"), Option("a", env_option=True)])
+        with self.assertRaises(ValueError):
+            OptionParser("Shadow", [Option("items")])
+
+    def test_settings_copy_and_pickle(self):
+        import copy
+        import pickle
+        settings = PARSER.parse(["x", "retries=4"], environ={})
+        self.assertEqual(copy.deepcopy(settings).retries, 4)
+        self.assertEqual(pickle.loads(pickle.dumps(settings))["retries"], 4)
 
 
 class TestSimpleStorageOptions(unittest.TestCase):

@@ -54,7 +54,9 @@ class ReplicaOverS3Case(S3ServerCase):
         return entry
 
 
-class TestReplicaWhenWeedIsKilled(ReplicaOverS3Case):
+class TestReplicaOverS3(ReplicaOverS3Case):
+    """One server for these tests; they kill and restart it."""
+
     def test_killed_in_the_middle_of_a_multipart_write_then_repair_refills(self):
         replica = self.make_replica()
         server = self.server
@@ -127,26 +129,6 @@ class TestReplicaWhenWeedIsKilled(ReplicaOverS3Case):
                 self.server.start()
 
 
-class TestBareS3URL(unittest.TestCase):
-    """``s3://bucket/prefix#name`` in the replica's arguments (no server needed)."""
-
-    def test_parsed_into_an_s3_location(self):
-        settings = parse_settings(["s3://bkt/some/prefix#cloud", "file:///tmp/a#a"], {})
-        spec = settings.locations[0]
-        self.assertEqual((spec.name, spec.kind, spec.module), ("cloud", "s3",
-                                                               "replica.s3.S3Storage"))
-        self.assertEqual(spec.args, ["s3://bkt/some/prefix"])
-        unnamed = parse_settings(["s3://bkt/p", "file:///tmp/a#a"], {}).locations[0]
-        self.assertEqual(unnamed.name, "s3://bkt/p")
-
-    def test_credentials_in_the_url_are_refused_and_not_shown(self):
-        from modules.errors import ConfigurationError
-        with self.assertRaises(ConfigurationError) as caught:
-            parse_settings(["s3://AKID:s3cret@bkt/p#x"], {})
-        self.assertNotIn("s3cret", str(caught.exception))
-
-
-class TestBareS3URLOnSeaweedFS(ReplicaOverS3Case):
     def test_endpoint_and_credentials_from_the_standard_aws_variables(self):
         variables = {"AWS_ENDPOINT_URL_S3": self.server.endpoint_url,
                      "AWS_ACCESS_KEY_ID": os.environ[ACCESS_KEY_ENV],
@@ -170,6 +152,25 @@ class TestBareS3URLOnSeaweedFS(ReplicaOverS3Case):
         self.assertIn(b"via the environment", stored)
         with replica.get_read_stream(None, module_data) as stream:
             self.assertEqual(stream.read(), b"via the environment")
+
+
+class TestBareS3URL(unittest.TestCase):
+    """``s3://bucket/prefix#name`` in the replica's arguments (no server needed)."""
+
+    def test_parsed_into_an_s3_location(self):
+        settings = parse_settings(["s3://bkt/some/prefix#cloud", "file:///tmp/a#a"], {})
+        spec = settings.locations[0]
+        self.assertEqual((spec.name, spec.kind, spec.module), ("cloud", "s3",
+                                                               "replica.s3.S3Storage"))
+        self.assertEqual(spec.args, ["s3://bkt/some/prefix"])
+        unnamed = parse_settings(["s3://bkt/p", "file:///tmp/a#a"], {}).locations[0]
+        self.assertEqual(unnamed.name, "s3://bkt/p")
+
+    def test_credentials_in_the_url_are_refused_and_not_shown(self):
+        from modules.errors import ConfigurationError
+        with self.assertRaises(ConfigurationError) as caught:
+            parse_settings(["s3://AKID:s3cret@bkt/p#x"], {})
+        self.assertNotIn("s3cret", str(caught.exception))
 
 
 if __name__ == "__main__":
