@@ -14,6 +14,7 @@ can still get its copy there later.
 import contextlib
 import datetime
 import logging
+import os
 import re
 import threading
 import time
@@ -70,12 +71,9 @@ class S3Storage(StorageModule):
     def __init__(self, *args, **kwargs):
         super().__init__()
         self._config: S3Config = parse_options(args, kwargs)
-        self._client, self._probe = make_clients(self._config)
-        self._uploader = Uploader(self._client, self._config.bucket,
-                                  part_size=self._config.part_size,
-                                  concurrency=self._config.upload_concurrency,
-                                  errors=self._errors, location=self.location)
         self._lock = threading.Lock()
+        self._connection_pid = os.getpid()
+        self._connection = self._connect()
         self._usage_lock = threading.Lock()
         self._bucket_seen_at: Optional[float] = None
         self._usage: Optional[int] = None
@@ -140,7 +138,7 @@ class S3Storage(StorageModule):
                 raise InsufficientStorage("%s: quota=%d bytes is used up" % (
                     self.location, self._config.quota), location=self.location)
         # Service failures are counted by _errors; a failing source is the caller's, not ours.
-        written = self._uploader.upload(key, stream, module_data=module_data, limit=limit)
+        written = self._current().uploader.upload(key, stream, module_data=module_data, limit=limit)
         self._count(writes=1, bytes_written=written)
         with self._usage_lock:
             if self._usage is not None:
@@ -175,9 +173,10 @@ class S3Storage(StorageModule):
         """
         key = self._key(module_data)
         with self._errors("GET s3://%s/%s" % (self._config.bucket, key), module_data):
-            response = self._client.get_object(Bucket=self._config.bucket, Key=key)
+            client = self._current().client
+            response = client.get_object(Bucket=self._config.bucket, Key=key)
         self._count(reads=1)
-        return S3ReadStream(self._client, self._config.bucket, key,
+        return S3ReadStream(client, self._config.bucket, key,
                             int(response["ContentLength"]), response.get("ETag"),
                             response["Body"], errors=self._errors, location=self.location,
                             module_data=module_data)
@@ -192,7 +191,7 @@ class S3Storage(StorageModule):
         """
         key = self._key(module_data)
         with self._errors("DELETE s3://%s/%s" % (self._config.bucket, key), module_data):
-            self._client.delete_object(Bucket=self._config.bucket, Key=key)
+            self._current().client.delete_object(Bucket=self._config.bucket, Key=key)
         self._count(deletes=1)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
@@ -238,7 +237,7 @@ class S3Storage(StorageModule):
         try:
             with self._errors("HEAD bucket s3://%s" % self._config.bucket, None, count=False):
                 try:
-                    self._probe.head_bucket(Bucket=self._config.bucket)
+                    self._current().probe.head_bucket(Bucket=self._config.bucket)
                 except Exception as error:
                     if is_not_found(error):
                         raise self._missing_bucket() from error
@@ -277,9 +276,10 @@ class S3Storage(StorageModule):
         prefix = self._key(module_data) if module_data is not None else self._config.prefix
         cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
             seconds=self._config.upload_grace)
-        active = self._uploader.active_uploads()
+        connection = self._current()
+        active = connection.uploader.active_uploads()
         aborted = kept = 0
-        paginator = self._client.get_paginator("list_multipart_uploads")
+        paginator = connection.client.get_paginator("list_multipart_uploads")
         with self._errors("list multipart uploads in s3://%s/%s" % (
                 self._config.bucket, prefix), module_data):
             for page in paginator.paginate(Bucket=self._config.bucket, Prefix=prefix):
@@ -289,7 +289,7 @@ class S3Storage(StorageModule):
                             isinstance(initiated, datetime.datetime) and initiated > cutoff):
                         kept += 1
                         continue
-                    self._client.abort_multipart_upload(
+                    connection.client.abort_multipart_upload(
                         Bucket=self._config.bucket, Key=upload["Key"],
                         UploadId=upload["UploadId"])
                     aborted += 1
@@ -300,11 +300,32 @@ class S3Storage(StorageModule):
 
     def close(self) -> None:
         """Stop the part-sending threads and close the connection pools."""
-        self._uploader.close()
-        for client in (self._client, self._probe):
-            client.close()
+        with self._lock:
+            connection, pid = self._connection, self._connection_pid
+        if pid == os.getpid():  # a forked child must not close its parent's sockets
+            connection.close()
 
     # -- helpers ------------------------------------------------------------------
+
+    def _connect(self) -> "_Connection":
+        client, probe = make_clients(self._config)
+        uploader = Uploader(client, self._config.bucket, part_size=self._config.part_size,
+                            concurrency=self._config.upload_concurrency, errors=self._errors,
+                            location=self.location)
+        return _Connection(client, probe, uploader)
+
+    def _current(self) -> "_Connection":
+        """The clients and uploader of this process; rebuilt once in a forked child.
+
+        ``vsm serve --workers N`` may create the module before forking: the
+        parent's pooled sockets and part-sending threads must not be used
+        by the children (threads do not survive ``fork``).
+        """
+        with self._lock:
+            if self._connection_pid != os.getpid():
+                self._connection = self._connect()
+                self._connection_pid = os.getpid()
+            return self._connection
 
     def _key(self, module_data) -> str:
         if not isinstance(module_data, str) or not SHARDED_KEY.match(module_data):
@@ -317,7 +338,7 @@ class S3Storage(StorageModule):
     def _head(self, module_data: str) -> Dict[str, Any]:
         key = self._key(module_data)
         with self._errors("HEAD s3://%s/%s" % (self._config.bucket, key), module_data):
-            return self._client.head_object(Bucket=self._config.bucket, Key=key)
+            return self._current().client.head_object(Bucket=self._config.bucket, Key=key)
 
     def _require_bucket(self) -> None:
         """Raise unless the bucket exists (asked at most every BUCKET_CHECK_INTERVAL seconds)."""
@@ -327,7 +348,7 @@ class S3Storage(StorageModule):
             return
         with self._errors("HEAD bucket s3://%s" % self._config.bucket, None):
             try:
-                self._client.head_bucket(Bucket=self._config.bucket)
+                self._current().client.head_bucket(Bucket=self._config.bucket)
             except Exception as error:
                 if is_not_found(error):
                     raise self._missing_bucket() from error
@@ -348,7 +369,7 @@ class S3Storage(StorageModule):
                     time.monotonic() - self._usage_measured_at < self._config.usage_refresh:
                 return self._usage
             total = 0
-            paginator = self._client.get_paginator("list_objects_v2")
+            paginator = self._current().client.get_paginator("list_objects_v2")
             with self._errors("list s3://%s/%s" % (self._config.bucket, self._config.prefix),
                               None):
                 for page in paginator.paginate(Bucket=self._config.bucket,
@@ -374,3 +395,17 @@ class S3Storage(StorageModule):
         with self._lock:
             for key, value in increments.items():
                 self._counters[key] += value
+
+
+class _Connection:
+    """The boto3 clients and the uploader of one process (see ``S3Storage._current``)."""
+
+    def __init__(self, client, probe, uploader: Uploader):
+        self.client = client
+        self.probe = probe
+        self.uploader = uploader
+
+    def close(self) -> None:
+        self.uploader.close()
+        for client in (self.client, self.probe):
+            client.close()

@@ -108,6 +108,36 @@ class TestS3Storage(S3ServerCase):
         self.assertEqual(self.pending_uploads(storage._config.prefix), [])
         self.assertEqual(eager.statistics(None)["operations"]["aborted_uploads"], 1)
 
+    def test_forked_worker_gets_its_own_clients_and_threads(self):
+        """vsm serve --workers forks after creating modules: a child must not hang or share."""
+        storage = self.make_storage("part_size=5MiB", "upload_concurrency=2")
+        data = payload(11 * MIB, seed=4)
+        parent_data = storage.new_data(None)
+        storage.assign(None, parent_data, io.BytesIO(data))  # starts the part threads
+        child_data = storage.new_data(None)
+        pid = os.fork()
+        if pid == 0:  # the child: multipart upload and read, then report by exit status
+            status = 1
+            try:
+                storage.assign(None, child_data, io.BytesIO(data))
+                with storage.get_read_stream(None, parent_data) as stream:
+                    status = 0 if stream.read() == data else 2
+            finally:
+                os._exit(status)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            self.fail("the forked child hung")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        with storage.get_read_stream(None, child_data) as stream:
+            self.assertEqual(stream.read(), data)
+
     # -- quota and statistics ---------------------------------------------------
     def test_without_quota_capacity_is_unknown_with_a_reason(self):
         stats = self.make_storage().statistics(None)
