@@ -3,12 +3,13 @@ import io
 import json
 import logging
 import os
+import socket
 import time
 import unittest
 
 from modules.errors import (
     AuthenticationFailed, ConfigurationError, DataCorrupted, InsufficientStorage,
-    InvalidModuleData, LocationUnavailable, ObjectNotFound, SourceStreamError,
+    InvalidModuleData, LocationTimeout, LocationUnavailable, ObjectNotFound, SourceStreamError,
 )
 from modules.testing import FailingSource, payload
 from replica.s3 import S3Storage
@@ -238,6 +239,36 @@ class TestS3Storage(S3ServerCase):
             self.server.start()
         with storage.get_read_stream(None, module_data) as stream:
             self.assertEqual(stream.read(), b"kept")
+
+
+class TestHungService(unittest.TestCase):
+    """A service that accepts connections and never answers: LocationTimeout, promptly."""
+
+    def test_hung_service_times_out_with_the_configured_timeout(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # connections complete in the backlog; nothing ever answers
+        os.environ["VSM_TEST_HUNG_AK"] = "AKIDEXAMPLE"
+        os.environ["VSM_TEST_HUNG_SK"] = "sk-hung-secret"
+        self.addCleanup(os.environ.pop, "VSM_TEST_HUNG_AK", None)
+        self.addCleanup(os.environ.pop, "VSM_TEST_HUNG_SK", None)
+        storage = S3Storage("s3://bkt/p", "endpoint_url=http://127.0.0.1:%d"
+                            % listener.getsockname()[1], "access_key_env=VSM_TEST_HUNG_AK",
+                            "secret_key_env=VSM_TEST_HUNG_SK", "timeout=0.5", "retries=0",
+                            "addressing=path")
+        self.addCleanup(storage.close)
+        module_data = storage.new_data(None)
+        started = time.monotonic()
+        with self.assertRaises(LocationTimeout) as caught:
+            storage.available(None, module_data)
+        self.assertIn("timeout=", str(caught.exception))
+        with self.assertRaises(LocationTimeout):
+            storage.assign(None, module_data, io.BytesIO(b"x"))
+        stats = storage.statistics(None)
+        self.assertEqual(stats["status"], "unavailable")
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertNotIn("sk-hung-secret", json.dumps(stats) + repr(storage))
 
 
 class TestOptions(unittest.TestCase):
