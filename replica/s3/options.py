@@ -15,6 +15,7 @@ chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
 instance roles). The endpoint likewise falls back to boto3's
 ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``.
 """
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -190,6 +191,9 @@ def parse_options(args: Sequence[Any], kwargs: Mapping[str, Any],
     if settings.ca_bundle is not None:
         if not verify:
             raise ConfigurationError("S3Storage: ca_bundle makes no sense with verify_tls=false")
+        if not os.path.isfile(settings.ca_bundle):
+            raise ConfigurationError("S3Storage ca_bundle %r is not a file (give a PEM file of "
+                                     "certificate authorities)" % settings.ca_bundle)
         verify = settings.ca_bundle
     part_size = settings.part_size
     return S3Config(

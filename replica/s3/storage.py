@@ -71,6 +71,9 @@ class S3Storage(StorageModule):
     def __init__(self, *args, **kwargs):
         super().__init__()
         self._config: S3Config = parse_options(args, kwargs)
+        if self._config.verify is False:
+            log.warning("%s: verify_tls=false, the service's certificate is not checked",
+                        self._config.location)
         self._lock = threading.Lock()
         self._connection_pid = os.getpid()
         self._connection = self._connect()

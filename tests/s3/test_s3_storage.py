@@ -322,6 +322,8 @@ class TestOptions(unittest.TestCase):
             (["s3://bkt", "timeout=0"], "timeout"),
             (["s3://bkt", "profile=vsm-no-such-profile-here"], "vsm-no-such-profile-here"),
             (["s3://bkt", "colour=red"], "known:"),
+            (["s3://bkt", "ca_bundle=/nonexistent/ca.pem"], "not a file"),
+            (["s3://bkt", "ca_bundle=/etc/hostname", "verify_tls=no"], "makes no sense"),
         ]
         for args, expected in cases:
             with self.subTest(args=args):
