@@ -89,6 +89,16 @@ class S3Storage(StorageModule):
             "%s=%r" % item for item in self._config.shown().items())
 
     @property
+    def bucket(self) -> str:
+        """The bucket's name."""
+        return self._config.bucket
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix inside the bucket: ``""`` or ending with ``/``."""
+        return self._config.prefix
+
+    @property
     def location(self) -> str:
         """``s3://bucket/prefix`` (and `` at <endpoint_url>``): how errors name this storage."""
         return self._config.location

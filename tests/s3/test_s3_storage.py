@@ -38,7 +38,7 @@ class TestS3Storage(S3ServerCase):
                     self.assertEqual(stream.read(), data)
                     stream.seek(6 * MIB - 5)
                     self.assertEqual(stream.read(10), data[6 * MIB - 5:6 * MIB + 5])
-                self.assertEqual(self.pending_uploads(storage._config.prefix), [])
+                self.assertEqual(self.pending_uploads(storage.prefix), [])
 
     def test_failing_source_aborts_the_multipart_upload(self):
         """A source failing after two parts: nothing visible, the upload aborted."""
@@ -47,8 +47,8 @@ class TestS3Storage(S3ServerCase):
         with self.assertRaises(SourceStreamError):
             storage.assign(None, module_data, FailingSource(payload(12 * MIB), 11 * MIB))
         self.assertFalse(storage.available(None, module_data))
-        self.assertEqual(self.keys(storage._config.prefix), [])
-        self.assertEqual(self.pending_uploads(storage._config.prefix), [])
+        self.assertEqual(self.keys(storage.prefix), [])
+        self.assertEqual(self.pending_uploads(storage.prefix), [])
 
     def test_read_stream_sends_one_request_for_a_sequential_read(self):
         storage = self.make_storage()
@@ -99,14 +99,14 @@ class TestS3Storage(S3ServerCase):
         storage = self.make_storage()
         client = self.server.client()
         self.addCleanup(client.close)
-        key = storage._config.prefix + storage.new_data(None)
+        key = storage.prefix + storage.new_data(None)
         client.create_multipart_upload(Bucket=BUCKET, Key=key)
         self.assertEqual(storage.repair(None), {"aborted_uploads": 0, "kept_uploads": 1})
-        eager = self.make_storage("upload_grace=0", prefix=storage._config.prefix)
+        eager = self.make_storage("upload_grace=0", prefix=storage.prefix)
         summary = eager.repair(None)
         json.dumps(summary)
         self.assertEqual(summary, {"aborted_uploads": 1, "kept_uploads": 0})
-        self.assertEqual(self.pending_uploads(storage._config.prefix), [])
+        self.assertEqual(self.pending_uploads(storage.prefix), [])
         self.assertEqual(eager.statistics(None)["operations"]["aborted_uploads"], 1)
 
     def test_forked_worker_gets_its_own_clients_and_threads(self):
@@ -159,7 +159,7 @@ class TestS3Storage(S3ServerCase):
         with self.assertRaises(InsufficientStorage):
             storage.assign(None, second, io.BytesIO(payload(600 * 1024)))
         self.assertFalse(storage.available(None, second))
-        fresh = self.make_storage("quota=1MiB", prefix=storage._config.prefix)
+        fresh = self.make_storage("quota=1MiB", prefix=storage.prefix)
         self.assertEqual(fresh.statistics(None)["capacity"]["used"], 600 * 1024,
                          "a new instance measures the usage by listing the prefix")
 
@@ -291,8 +291,8 @@ class TestOptions(unittest.TestCase):
                                      (["bucket=bkt"], {}, "")):
             with self.subTest(args=args, kwargs=kwargs):
                 storage = self.make(*args, "endpoint_url=http://127.0.0.1:9", **kwargs)
-                self.assertEqual(storage._config.bucket, "bkt")
-                self.assertEqual(storage._config.prefix, prefix)
+                self.assertEqual(storage.bucket, "bkt")
+                self.assertEqual(storage.prefix, prefix)
 
     def test_secrets_are_never_shown(self):
         storage = self.make("s3://bkt/p", "access_key_env=VSM_TEST_OPT_AK",
