@@ -8,7 +8,7 @@ Clients are thread-safe (boto3's documentation, "Multithreading or
 multiprocessing with clients"); sessions are not, so each S3Storage makes
 its session and clients once, in its constructor.
 """
-from typing import Any
+from typing import Any, Optional
 
 import boto3.session
 from botocore.config import Config
@@ -17,17 +17,21 @@ from botocore.exceptions import BotoCoreError
 from modules.errors import ConfigurationError
 from replica.s3.options import S3Config
 
-__all__ = ["make_clients", "DEFAULT_REGION"]
+__all__ = ["make_clients", "DEFAULT_REGION", "PROBE_TIMEOUT"]
 
 #: The signing region when neither ``region=``, the profile nor the environment give one.
 DEFAULT_REGION = "us-east-1"
+#: Longest wait, in seconds, of the reachability probe of ``statistics()`` (a
+#: status page must not hang on a hung service for the whole ``timeout``).
+PROBE_TIMEOUT = 5.0
 
 
 def make_clients(config: S3Config):
     """Return ``(client, probe_client)`` for ``config``.
 
-    The probe client makes one attempt only, so that ``statistics()`` reports
-    an unreachable service promptly instead of sleeping through retries.
+    The probe client makes one attempt only and waits at most
+    :data:`PROBE_TIMEOUT`, so that ``statistics()`` reports an unreachable
+    service promptly instead of sleeping through retries.
 
     Returns:
         tuple: two botocore S3 clients sharing one session.
@@ -48,7 +52,8 @@ def make_clients(config: S3Config):
         client = session.client("s3", region_name=region, endpoint_url=config.endpoint_url,
                                 verify=config.verify, config=_config(config, config.retries + 1))
         probe = session.client("s3", region_name=region, endpoint_url=config.endpoint_url,
-                               verify=config.verify, config=_config(config, 1))
+                               verify=config.verify,
+                               config=_config(config, 1, min(config.timeout, PROBE_TIMEOUT)))
     except BotoCoreError as error:
         # ProfileNotFound, InvalidRegionError, ...: the text names the profile or region,
         # never a secret.
@@ -57,13 +62,13 @@ def make_clients(config: S3Config):
     return client, probe
 
 
-def _config(config: S3Config, attempts: int) -> Config:
+def _config(config: S3Config, attempts: int, timeout: Optional[float] = None) -> Config:
     s3: Any = {}
     if config.addressing != "auto":
         s3["addressing_style"] = config.addressing
     return Config(
-        connect_timeout=config.timeout,
-        read_timeout=config.timeout,
+        connect_timeout=timeout or config.timeout,
+        read_timeout=timeout or config.timeout,
         retries={"mode": "standard", "total_max_attempts": attempts},
         max_pool_connections=config.pool_size,
         s3=s3 or None,
