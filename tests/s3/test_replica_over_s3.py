@@ -166,11 +166,15 @@ class TestBareS3URL(unittest.TestCase):
         unnamed = parse_settings(["s3://bkt/p", "file:///tmp/a#a"], {}).locations[0]
         self.assertEqual(unnamed.name, "s3://bkt/p")
 
-    def test_credentials_in_the_url_are_refused_and_not_shown(self):
+    def test_credentials_port_or_query_in_the_url_are_refused_and_not_shown(self):
         from modules.errors import ConfigurationError
-        with self.assertRaises(ConfigurationError) as caught:
-            parse_settings(["s3://AKID:s3cret@bkt/p#x"], {})
-        self.assertNotIn("s3cret", str(caught.exception))
+        for url in ("s3://AKID:s3cret@bkt/p#x", "s3://bkt:9000/p#x", "s3://bkt/p?s3cret=1#x",
+                    "s3:///p#x"):
+            with self.subTest(url=url):
+                with self.assertRaises(ConfigurationError) as caught:
+                    parse_settings([url], {})
+                self.assertIn("s3://bucket/prefix", str(caught.exception))
+                self.assertNotIn("s3cret", str(caught.exception))
 
 
 if __name__ == "__main__":

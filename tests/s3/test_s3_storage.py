@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import unittest
 
@@ -39,6 +40,18 @@ class TestS3Storage(S3ServerCase):
                     stream.seek(6 * MIB - 5)
                     self.assertEqual(stream.read(10), data[6 * MIB - 5:6 * MIB + 5])
                 self.assertEqual(self.pending_uploads(storage.prefix), [])
+
+    def test_close_stops_the_part_threads(self):
+        """No thread outlives close(): the part-sending pool is bounded and shut down."""
+        storage = self.make_storage("part_size=5MiB", "upload_concurrency=3")
+        storage.assign(None, storage.new_data(None), io.BytesIO(payload(16 * MIB)))
+        running = [thread for thread in threading.enumerate()
+                   if thread.name.startswith("s3-part")]
+        self.assertTrue(0 < len(running) <= 3, running)
+        storage.close()
+        for thread in running:
+            thread.join(10)
+            self.assertFalse(thread.is_alive())
 
     def test_failing_source_aborts_the_multipart_upload(self):
         """A source failing after two parts: nothing visible, the upload aborted."""
