@@ -149,6 +149,12 @@ class TestErrors(unittest.TestCase):
         given_wins = PARSER.parse(["x", "region=us"], environ={"DEMO_REGION": "eu"})
         self.assertEqual(given_wins.region, "us")
 
+    def test_a_bad_value_from_the_environment_names_the_variable(self):
+        parser = OptionParser("Demo", [Option("retries", "int", env="DEMO_RETRIES")])
+        with self.assertRaises(ConfigurationError) as caught:
+            parser.parse([], {}, environ={"DEMO_RETRIES": "many"})
+        self.assertIn("from environment variable DEMO_RETRIES", str(caught.exception))
+
     def test_object_options_are_keyword_only(self):
         self.assertRefused(["x", "sleep=print"], says=("sleep", "keyword"))
         self.assertIs(PARSER.parse(["x"], {"sleep": print}, environ={}).sleep, print)
