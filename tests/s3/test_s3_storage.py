@@ -8,6 +8,8 @@ import threading
 import time
 import unittest
 
+from hypothesis import given, settings, strategies
+
 from modules.errors import (
     AuthenticationFailed, ConfigurationError, DataCorrupted, InsufficientStorage,
     InvalidModuleData, LocationTimeout, LocationUnavailable, ObjectNotFound, SourceStreamError,
@@ -74,6 +76,28 @@ class TestS3Storage(S3ServerCase):
             stream.seek(10)
             self.assertEqual(stream.read(5), data[10:15])
             self.assertEqual(stream.requests, 2)
+
+    def test_random_seeks_and_reads_match_the_bytes(self):
+        """Property: any sequence of seek/read on the S3 stream gives what the bytes say."""
+        storage = self.make_storage()
+        data = payload(300000, seed=9)
+        module_data = storage.new_data(None)
+        storage.assign(None, module_data, io.BytesIO(data))
+        operations = strategies.lists(strategies.tuples(
+            strategies.integers(min_value=0, max_value=len(data) + 10),
+            strategies.integers(min_value=-1, max_value=70000)), min_size=1, max_size=6)
+
+        @settings(max_examples=25, deadline=None)
+        @given(operations)
+        def check(steps):
+            with storage.get_read_stream(None, module_data) as stream:
+                for position, size in steps:
+                    stream.seek(position)
+                    expected = data[position:] if size < 0 else data[position:position + size]
+                    self.assertEqual(stream.read(size), expected)
+                    self.assertEqual(stream.tell(), position + len(expected))
+
+        check()
 
     def test_object_replaced_between_two_ranged_reads_is_detected(self):
         """If-Match on every later range: a changed object gives DataCorrupted, not mixed bytes."""
