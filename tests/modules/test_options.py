@@ -77,7 +77,7 @@ class TestParsing(unittest.TestCase):
             with self.assertRaises(ValueError, msg=bad):
                 parse_duration(bad)
 
-    @settings(max_examples=50, deadline=None)
+    @settings(max_examples=50, deadline=None, database=None)
     @given(strategies.integers(min_value=0, max_value=2 ** 50),
            strategies.sampled_from(["B", "KiB", "MiB", "GiB", "kB", "MB", "GB"]))
     def test_size_units_round_trip(self, count, unit):

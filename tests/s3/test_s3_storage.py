@@ -87,7 +87,7 @@ class TestS3Storage(S3ServerCase):
             strategies.integers(min_value=0, max_value=len(data) + 10),
             strategies.integers(min_value=-1, max_value=70000)), min_size=1, max_size=6)
 
-        @settings(max_examples=25, deadline=None)
+        @settings(max_examples=25, deadline=None, database=None)
         @given(operations)
         def check(steps):
             with storage.get_read_stream(None, module_data) as stream:
