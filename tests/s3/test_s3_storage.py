@@ -1,4 +1,5 @@
 """S3Storage on a real SeaweedFS server: multipart, aborts, repair, errors, quota (issue 12)."""
+import http.server
 import io
 import json
 import logging
@@ -276,6 +277,63 @@ class TestS3Storage(S3ServerCase):
             self.server.start()
         with storage.get_read_stream(None, module_data) as stream:
             self.assertEqual(stream.read(), b"kept")
+
+
+class _FlakyHead(http.server.BaseHTTPRequestHandler):
+    """Answers HEAD with 503 SlowDown ``failures`` times, then 200 with 42 bytes."""
+
+    failures = 0
+    seen = 0
+
+    def do_HEAD(self):  # noqa: N802 (http.server's naming)
+        type(self).seen += 1
+        if type(self).seen <= type(self).failures:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", "42")
+            self.send_header("ETag", '"abc"')
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class TestOneRetryLayer(unittest.TestCase):
+    """botocore retries transient failures ``retries`` times; S3Storage adds no layer of its own."""
+
+    def setUp(self):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHead)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.addCleanup(self.thread.join, 10)
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+        os.environ["VSM_TEST_FLAKY_AK"] = "AKIDEXAMPLE"
+        os.environ["VSM_TEST_FLAKY_SK"] = "sk-flaky-secret"
+        self.addCleanup(os.environ.pop, "VSM_TEST_FLAKY_AK", None)
+        self.addCleanup(os.environ.pop, "VSM_TEST_FLAKY_SK", None)
+
+    def storage(self, retries: int) -> S3Storage:
+        storage = S3Storage("s3://bkt/p", "endpoint_url=http://127.0.0.1:%d"
+                            % self.server.server_address[1], "access_key_env=VSM_TEST_FLAKY_AK",
+                            "secret_key_env=VSM_TEST_FLAKY_SK", "addressing=path", "timeout=5",
+                            "retries=%d" % retries)
+        self.addCleanup(storage.close)
+        return storage
+
+    def test_transient_failures_are_retried_exactly_retries_times(self):
+        _FlakyHead.failures, _FlakyHead.seen = 2, 0
+        storage = self.storage(retries=2)
+        self.assertEqual(storage.get_size(None, storage.new_data(None)), 42)
+        self.assertEqual(_FlakyHead.seen, 3)
+        _FlakyHead.failures, _FlakyHead.seen = 2, 0
+        storage = self.storage(retries=1)
+        with self.assertRaises(LocationUnavailable) as caught:
+            storage.get_size(None, storage.new_data(None))
+        self.assertEqual(_FlakyHead.seen, 2, "one attempt and one retry, no more")
+        self.assertIn("503", str(caught.exception))
 
 
 class TestHungService(unittest.TestCase):
