@@ -192,7 +192,7 @@ class S3Storage(StorageModule):
         return S3ReadStream(client, self._config.bucket, key,
                             int(response["ContentLength"]), response.get("ETag"),
                             response["Body"], errors=self._errors, location=self.location,
-                            module_data=module_data)
+                            module_data=module_data, resumes=self._config.retries)
 
     def delete(self, context: Optional[dict], module_data: str) -> None:
         """Delete the object; an object already gone is fine (S3 answers 204 either way).

@@ -4,9 +4,13 @@ The object is opened with one plain ``GetObject`` (which also gives its size
 and ETag); while reads are sequential the stream keeps reading that answer.
 After a ``seek`` the next read asks again with ``Range: bytes=<position>-``
 and ``If-Match: <ETag>``, so a changed object is detected (412) instead of
-mixing two versions. A failure in the middle of an answer is reported, not
-retried here: botocore's retry layer is the one retry layer (it re-sends the
-request, not a half-read body), and the replica moves to the next copy.
+mixing two versions. botocore's retry layer re-sends failed requests, but it
+cannot resume a body it has already handed over: when an answer is cut or
+stalls in the middle (a dropped connection, a server closing an idle
+connection under a slow reader), the stream asks again from its position, up
+to ``resumes`` times per read (the storage's ``retries``), and then reports
+:class:`~modules.errors.LocationUnavailable` so that the replica moves on to
+the next copy.
 """
 import logging
 from typing import Any, Callable, ContextManager, Optional
@@ -34,10 +38,14 @@ class S3ReadStream(ReadStream):
         errors: ``errors(operation)`` returns the context manager that maps
             botocore failures to SDK errors (:func:`replica.s3.errors.converted`).
         location, module_data: named in error messages.
+        resumes: how many times one read may ask again from its position after
+            the answer was cut or stalled (botocore retries requests, but
+            cannot resume a body it has already handed over).
     """
 
     def __init__(self, client, bucket: str, key: str, size: int, etag: Optional[str], body: Any,
-                 *, errors: Callable[[str], ContextManager], location: str, module_data: str):
+                 *, errors: Callable[[str], ContextManager], location: str, module_data: str,
+                 resumes: int = 0):
         super().__init__(size)
         self._client = client
         self._bucket = bucket
@@ -48,6 +56,7 @@ class S3ReadStream(ReadStream):
         self._module_data = module_data
         self._body = body
         self._body_position = 0
+        self._resumes = resumes
         #: Requests sent so far, the first included (for tests and statistics).
         self.requests = 1
 
@@ -56,8 +65,21 @@ class S3ReadStream(ReadStream):
             self._bucket, self._key, self._size, self._position, " closed" if self.closed else "")
 
     def _read_at(self, position: int, size: int) -> bytes:
-        if self._body is None or self._body_position != position:
-            self._open(position)
+        for resume in range(self._resumes + 1):
+            if self._body is None or self._body_position != position:
+                self._open(position)
+            try:
+                data = self._read_body(position, size)
+            except LocationUnavailable as error:  # cut or stalled answer (not 4xx, not corrupt)
+                if resume == self._resumes:
+                    raise
+                log.info("%s; asking again from byte %d", error, position)
+                continue
+            self._body_position += len(data)
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_body(self, position: int, size: int) -> bytes:
         try:
             with self._errors("GET s3://%s/%s" % (self._bucket, self._key)):
                 data = self._body.read(size)
@@ -70,7 +92,6 @@ class S3ReadStream(ReadStream):
                 "GET s3://%s/%s: the answer ended at byte %d, before the object's %d bytes; the "
                 "connection was cut" % (self._bucket, self._key, position, self._size),
                 location=self._location)
-        self._body_position += len(data)
         return data
 
     def _release(self) -> None:

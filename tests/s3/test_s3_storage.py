@@ -300,11 +300,45 @@ class _FlakyHead(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class TestOneRetryLayer(unittest.TestCase):
-    """botocore retries transient failures ``retries`` times; S3Storage adds no layer of its own."""
+class _CuttingGet(http.server.BaseHTTPRequestHandler):
+    """Serves DATA; a GET without Range is cut after half the bytes (the connection drops)."""
+
+    DATA = bytes(range(256)) * 1000
+    ranges = []
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        header = self.headers.get("Range")
+        type(self).ranges.append(header)
+        if header is None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.DATA)))
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            self.wfile.write(self.DATA[:len(self.DATA) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        start = int(header.split("=")[1].rstrip("-"))
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(self.DATA) - start))
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(self.DATA) - 1,
+                                                             len(self.DATA)))
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        self.wfile.write(self.DATA[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+class _FakeS3Case(unittest.TestCase):
+    """A tiny HTTP server (``handler``) standing in for S3 where a real one cannot misbehave."""
+
+    handler = _FlakyHead
 
     def setUp(self):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHead)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.addCleanup(self.thread.join, 10)
@@ -323,6 +357,12 @@ class TestOneRetryLayer(unittest.TestCase):
         self.addCleanup(storage.close)
         return storage
 
+
+class TestOneRetryLayer(_FakeS3Case):
+    """botocore retries transient failures ``retries`` times; S3Storage adds no layer of its own."""
+
+    handler = _FlakyHead
+
     def test_transient_failures_are_retried_exactly_retries_times(self):
         _FlakyHead.failures, _FlakyHead.seen = 2, 0
         storage = self.storage(retries=2)
@@ -334,6 +374,29 @@ class TestOneRetryLayer(unittest.TestCase):
             storage.get_size(None, storage.new_data(None))
         self.assertEqual(_FlakyHead.seen, 2, "one attempt and one retry, no more")
         self.assertIn("503", str(caught.exception))
+
+
+class TestCutAnswers(_FakeS3Case):
+    """A GET answer cut in the middle is asked again from where it stopped (retries= times)."""
+
+    handler = _CuttingGet
+
+    def test_cut_answer_is_resumed_from_its_position(self):
+        _CuttingGet.ranges = []
+        storage = self.storage(retries=1)
+        with storage.get_read_stream(None, storage.new_data(None)) as stream:
+            self.assertEqual(stream.read(), _CuttingGet.DATA)
+            self.assertEqual(stream.requests, 2)
+        half = len(_CuttingGet.DATA) // 2
+        self.assertEqual(_CuttingGet.ranges, [None, "bytes=%d-" % half])
+
+    def test_without_retries_the_cut_is_reported(self):
+        _CuttingGet.ranges = []
+        storage = self.storage(retries=0)
+        with storage.get_read_stream(None, storage.new_data(None)) as stream:
+            with self.assertRaises(LocationUnavailable):
+                stream.read()
+            self.assertEqual(stream.tell(), 0, "a failed read consumes nothing")
 
 
 class TestHungService(unittest.TestCase):
