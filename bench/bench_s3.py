@@ -20,7 +20,6 @@ below ``--target``.
 """
 import argparse
 import hashlib
-import io
 import json
 import os
 import sys

@@ -180,7 +180,7 @@ class TestErrors(unittest.TestCase):
 
 
 class TestSimpleStorageOptions(unittest.TestCase):
-    """SimpleStorage takes its directory positionally, as storage_dir= or as a keyword (issue 12)."""
+    """SimpleStorage takes its directory positionally, as storage_dir= or a keyword (issue 12)."""
 
     def test_three_ways_to_give_the_directory(self):
         for args, kwargs in ((["/srv/a"], {}), (["storage_dir=/srv/a"], {}),

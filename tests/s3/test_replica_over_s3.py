@@ -128,7 +128,6 @@ class TestReplicaOverS3(ReplicaOverS3Case):
             finally:
                 self.server.start()
 
-
     def test_endpoint_and_credentials_from_the_standard_aws_variables(self):
         variables = {"AWS_ENDPOINT_URL_S3": self.server.endpoint_url,
                      "AWS_ACCESS_KEY_ID": os.environ[ACCESS_KEY_ENV],

@@ -322,8 +322,8 @@ class _CuttingGet(http.server.BaseHTTPRequestHandler):
         start = int(header.split("=")[1].rstrip("-"))
         self.send_response(206)
         self.send_header("Content-Length", str(len(self.DATA) - start))
-        self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(self.DATA) - 1,
-                                                             len(self.DATA)))
+        last = len(self.DATA) - 1
+        self.send_header("Content-Range", "bytes %d-%d/%d" % (start, last, len(self.DATA)))
         self.send_header("ETag", '"v1"')
         self.end_headers()
         self.wfile.write(self.DATA[start:])
