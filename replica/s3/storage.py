@@ -31,6 +31,7 @@ from modules.errors import (
 )
 from modules.keys import SHARDED_KEY, new_sharded_key
 from modules.redaction import redact_text
+from modules.reports import STATUS_OK, STATUS_UNAVAILABLE, Statistics
 from replica.s3.client import make_clients
 from replica.s3.errors import converted, is_not_found
 from replica.s3.options import S3Config, parse_options
@@ -222,7 +223,7 @@ class S3Storage(StorageModule):
             self._require_bucket()
             raise
 
-    def statistics(self, context: Optional[dict]) -> Dict[str, Any]:
+    def statistics(self, context: Optional[dict]) -> Statistics:
         """Report reachability (one HEAD of the bucket, one attempt), usage and counters.
 
         Never raises. S3 reports no capacity: ``capacity`` is all -1 with
@@ -231,14 +232,14 @@ class S3Storage(StorageModule):
         every ``usage_refresh`` seconds).
 
         Returns:
-            dict: ``location``, ``bucket``, ``prefix``, ``endpoint_url``,
+            Statistics: ``location``, ``bucket``, ``prefix``, ``endpoint_url``,
             ``status`` (``ok``/``unavailable``), ``reason`` (when
             unavailable), ``capacity``, ``capacity_reason`` (without quota),
             ``operations`` and ``options`` (secrets masked).
         """
         with self._lock:
             operations = dict(self._counters)
-        result: Dict[str, Any] = {
+        result: Statistics = {  # type: ignore[typeddict-unknown-key]  (our own keys too)
             "location": self.location,
             "bucket": self._config.bucket,
             "prefix": self._config.prefix,
@@ -260,9 +261,9 @@ class S3Storage(StorageModule):
                 result["capacity"] = self.capacity(self._config.quota,
                                                    max(0, self._config.quota - used), used)
         except StorageError as error:
-            result.update(status="unavailable", reason=redact_text(error))
+            result.update(status=STATUS_UNAVAILABLE, reason=redact_text(error))
         else:
-            result["status"] = "ok"
+            result["status"] = STATUS_OK
         if self._config.quota is None:
             result["capacity_reason"] = ("S3 reports no capacity; give quota= to bound and "
                                          "report the bytes stored under the prefix")
