@@ -250,6 +250,8 @@ class Option:
         validate: called with the converted value; returns the final value
             or raises ``ValueError`` whose message says what is expected.
         help: one line for documentation and error messages.
+        aliases: other names accepted for the option (``user`` for
+            ``username``); giving two spellings is refused as giving it twice.
     """
 
     name: str
@@ -266,6 +268,7 @@ class Option:
     positional: bool = False
     validate: Optional[Callable[[Any], Any]] = None
     help: str = ""
+    aliases: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if not re.match(r"\A[a-z_][a-z0-9_]*\Z", self.name or ""):
@@ -277,6 +280,11 @@ class Option:
         if not self.inline and not (self.env_option or self.env):
             raise ValueError("option %s: inline=False needs env_option or env" % self.name)
         object.__setattr__(self, "choices", tuple(self.choices))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        for alias in self.aliases:
+            if not re.match(r"\A[a-z_][a-z0-9_]*\Z", alias or ""):
+                raise ValueError("option %s: alias %r must match [a-z_][a-z0-9_]*"
+                                 % (self.name, alias))
 
     @property
     def env_option_name(self) -> Optional[str]:
@@ -419,15 +427,18 @@ class OptionParser:
         self.options: Tuple[Option, ...] = tuple(options)
         self._by_name: Dict[str, Option] = {}
         self._env_names: Dict[str, Option] = {}
+        self._aliases: Dict[str, Option] = {}
         for option in self.options:
-            for name in (option.name, option.env_option_name):
+            for name in (option.name, option.env_option_name) + option.aliases:
                 if name is None:
                     continue
-                if name in self._by_name or name in self._env_names:
+                if name in self._by_name or name in self._env_names or name in self._aliases:
                     raise ValueError("%s declares option %r twice" % (owner, name))
             self._by_name[option.name] = option
             if option.env_option_name:
                 self._env_names[option.env_option_name] = option
+            for alias in option.aliases:
+                self._aliases[alias] = option
         self._positional = [option for option in self.options if option.positional]
         shadowed = sorted(set(self._by_name) & _SETTINGS_ATTRIBUTES)
         if shadowed:
@@ -441,6 +452,7 @@ class OptionParser:
         for option in self.options:
             if option.inline:
                 names.append(option.name)
+                names.extend(option.aliases)
             if option.env_option_name:
                 names.append(option.env_option_name)
         return tuple(names)
@@ -508,6 +520,10 @@ class OptionParser:
     # -- helpers ---------------------------------------------------------------
 
     def _put(self, raw, name: str, value: Any, from_string: bool) -> None:
+        spelled = name
+        alias_of = self._aliases.get(name)
+        if alias_of is not None:
+            name = alias_of.name
         option = self._by_name.get(name) or self._env_names.get(name)
         if option is None or (name == option.name and not option.inline):
             if option is not None:
@@ -519,7 +535,10 @@ class OptionParser:
             raise ConfigurationError("%s does not know the option %r; known: %s" % (
                 self.owner, name, ", ".join(self.names)))
         if name in raw:
-            raise ConfigurationError("%s option %s is given twice" % (self.owner, name))
+            earlier = raw[name][2]
+            raise ConfigurationError("%s option %s is given twice%s" % (
+                self.owner, name, " (as %s and %s)" % (earlier, spelled)
+                if earlier != spelled else ""))
         other = option.env_option_name if name == option.name else option.name
         if other and other in raw:
             raise ConfigurationError("%s: give either %s= or %s=, not both" % (
@@ -527,7 +546,7 @@ class OptionParser:
         if option.type == "object" and from_string:
             raise ConfigurationError("%s option %s can only be passed as a Python keyword, "
                                      "not as a string" % (self.owner, name))
-        raw[name] = (value, from_string)
+        raw[name] = (value, from_string, spelled)
 
     def _raw_value(self, option: Option, raw, environ) -> Tuple[Any, Optional[str]]:
         if option.name in raw:

@@ -155,6 +155,17 @@ class TestErrors(unittest.TestCase):
             parser.parse([], {}, environ={"DEMO_RETRIES": "many"})
         self.assertIn("from environment variable DEMO_RETRIES", str(caught.exception))
 
+    def test_aliases(self):
+        parser = OptionParser("Demo", [Option("username", aliases=("user",))])
+        self.assertEqual(parser.parse(["user=alice"], environ={}).username, "alice")
+        self.assertEqual(parser.parse([], {"user": "bob"}, environ={}).username, "bob")
+        self.assertIn("user", parser.names)
+        with self.assertRaises(ConfigurationError) as caught:
+            parser.parse(["user=alice", "username=bob"], environ={})
+        self.assertIn("twice (as user and username)", str(caught.exception))
+        with self.assertRaises(ValueError):
+            OptionParser("Demo", [Option("a", aliases=("b",)), Option("b")])
+
     def test_object_options_are_keyword_only(self):
         self.assertRefused(["x", "sleep=print"], says=("sleep", "keyword"))
         self.assertIs(PARSER.parse(["x"], {"sleep": print}, environ={}).sleep, print)
