@@ -53,7 +53,8 @@ def make_clients(config: S3Config):
                                 verify=config.verify, config=_config(config, config.retries + 1))
         probe = session.client("s3", region_name=region, endpoint_url=config.endpoint_url,
                                verify=config.verify,
-                               config=_config(config, 1, min(config.timeout, PROBE_TIMEOUT)))
+                               config=_config(config, 1, min(config.timeout, PROBE_TIMEOUT),
+                                              pool_size=2))
     except BotoCoreError as error:
         # ProfileNotFound, InvalidRegionError, ...: the text names the profile or region,
         # never a secret.
@@ -62,7 +63,8 @@ def make_clients(config: S3Config):
     return client, probe
 
 
-def _config(config: S3Config, attempts: int, timeout: Optional[float] = None) -> Config:
+def _config(config: S3Config, attempts: int, timeout: Optional[float] = None,
+            pool_size: Optional[int] = None) -> Config:
     s3: Any = {}
     if config.addressing != "auto":
         s3["addressing_style"] = config.addressing
@@ -70,7 +72,7 @@ def _config(config: S3Config, attempts: int, timeout: Optional[float] = None) ->
         connect_timeout=timeout or config.timeout,
         read_timeout=timeout or config.timeout,
         retries={"mode": "standard", "total_max_attempts": attempts},
-        max_pool_connections=config.pool_size,
+        max_pool_connections=pool_size or config.pool_size,
         s3=s3 or None,
         request_checksum_calculation=config.checksum,
         response_checksum_validation=config.checksum,
