@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import tracemalloc
 import unittest
 
 from hypothesis import given, settings, strategies
@@ -55,6 +56,35 @@ class TestS3Storage(S3ServerCase):
         for thread in running:
             thread.join(10)
             self.assertFalse(thread.is_alive())
+
+    def test_upload_memory_is_bounded_by_the_parts_in_flight(self):
+        """A 60 MiB upload with 5 MiB parts, 2 at a time, never holds the object in memory."""
+        storage = self.make_storage("part_size=5MiB", "upload_concurrency=2")
+        storage.assign(None, storage.new_data(None), io.BytesIO(b"warm up the client"))
+        size = 60 * MIB
+
+        class Zeros(io.RawIOBase):
+            position = 0
+
+            def readable(self):
+                return True
+
+            def readinto(self, buffer):
+                count = min(len(buffer), size - self.position)
+                buffer[:count] = bytes(count)
+                self.position += count
+                return count
+
+        module_data = storage.new_data(None)
+        tracemalloc.start()
+        try:
+            storage.assign(None, module_data, Zeros())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(storage.get_size(None, module_data), size)
+        # (2 parts sending + 1 being read) x 5 MiB, plus the source's own temporary copies
+        self.assertLess(peak, 35 * MIB, "%.1f MiB held for a 60 MiB upload" % (peak / MIB))
 
     def test_failing_source_aborts_the_multipart_upload(self):
         """A source failing after two parts: nothing visible, the upload aborted."""
