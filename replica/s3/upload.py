@@ -9,11 +9,10 @@ upload becomes an object only at ``CompleteMultipartUpload``; on any failure
 cannot be aborted (the service went away) stays invisible and is aborted
 later by ``S3Storage.repair`` once older than its grace period.
 """
-import collections
 import concurrent.futures
 import logging
 import threading
-from typing import Any, Callable, ContextManager, Deque, Dict, FrozenSet, List, Optional, Set
+from typing import Any, Callable, ContextManager, Dict, FrozenSet, List, Optional, Set
 
 from modules.errors import (
     ConfigurationError, InsufficientStorage, LocationUnavailable, StorageError,
@@ -103,7 +102,7 @@ class Uploader:
                 Bucket=self._bucket, Key=key)["UploadId"]
         with self._lock:
             self._active.add(upload_id)
-        pending: Deque[concurrent.futures.Future] = collections.deque()
+        pending: Set[concurrent.futures.Future] = set()
         parts: List[Dict[str, Any]] = []
         try:
             number, data, done = 1, first, 0
@@ -112,14 +111,18 @@ class Uploader:
                     raise ConfigurationError(
                         "%s: the object is larger than %d parts of part_size=%d bytes; raise "
                         "part_size" % (operation, MAX_PARTS, self._part_size))
-                pending.append(self._submit(key, upload_id, number, data, module_data))
+                pending.add(self._submit(key, upload_id, number, data, module_data))
                 done += len(data)
-                while len(pending) >= self._concurrency:
-                    parts.append(pending.popleft().result())
+                if len(pending) >= self._concurrency:  # a slot frees when ANY part is sent
+                    finished, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    parts.extend(future.result() for future in finished)
                 number += 1
                 data = self._read_part(stream, done, limit)
-            while pending:
-                parts.append(pending.popleft().result())
+            finished, pending = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_EXCEPTION)
+            parts.extend(future.result() for future in finished)
+            parts.sort(key=lambda part: part["PartNumber"])
             with self._errors(operation, module_data):
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket, Key=key, UploadId=upload_id,
