@@ -26,6 +26,8 @@ __all__ = ["LocationSpec", "Settings", "parse_settings", "OPTION_NAMES", "MAX_LO
 FILE_MODULE = "simple.simple.SimpleStorage"
 #: Dotted path of the module that serves ``http://`` and ``https://`` locations.
 HTTP_MODULE = "replica.http.HTTPStorage"
+#: Dotted path of the module that serves ``s3://bucket/prefix`` locations.
+S3_MODULE = "replica.s3.S3Storage"
 #: The most locations one replica may have.
 MAX_LOCATIONS = 32
 #: The longest location name (names key module_data).
@@ -43,7 +45,7 @@ class LocationSpec:
     Attributes:
         name: the stable name that keys module_data, statistics and errors.
         kind: ``"named"`` (a module resolved through ``getModule``),
-            ``"inline"`` (a JSON spec), ``"file"`` or ``"http"`` (a URL).
+            ``"inline"`` (a JSON spec), ``"file"``, ``"http"`` or ``"s3"`` (a URL).
         module: the dotted class path to load (None for named modules).
         args: the constructor arguments for :func:`modules.loader.load_module`.
         target: what identifies the storage, to catch the same storage
@@ -395,9 +397,18 @@ def _url(text: str) -> LocationSpec:
         host = parts.hostname.lower() + (":%d" % port if port else "")
         return LocationSpec(name=name, kind="http", module=HTTP_MODULE, args=[base_url],
                             target="%s://%s%s" % (scheme, host, parts.path.rstrip("/")))
+    if scheme == "s3":  # endpoint and credentials: the standard AWS variables or profile
+        if not parts.netloc or parts.netloc != parts.hostname or parts.query:
+            raise ConfigurationError("S3 location %s must be s3://bucket/prefix#name (no "
+                                     "credentials, port or query)" % _credential_free(text))
+        url = urlunsplit(("s3", parts.netloc, parts.path, "", ""))
+        name = fragment_name or url
+        _check_name(name, "location %s" % url)
+        return LocationSpec(name=name, kind="s3", module=S3_MODULE, args=[url],
+                            target=url.rstrip("/"))
     raise ConfigurationError(
-        "unknown scheme %r in location %s: use file:///abs/dir, http:// or https://"
-        % (parts.scheme, _credential_free(text)))
+        "unknown scheme %r in location %s: use file:///abs/dir, http://, https:// or "
+        "s3://bucket/prefix" % (parts.scheme, _credential_free(text)))
 
 
 def _credential_free(text: str) -> str:

@@ -25,13 +25,13 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from modules import StorageModule
 from modules.errors import (
-    ConfigurationError,
     InvalidModuleData,
     LocationUnavailable,
     StorageError,
 )
 from modules.fs_errors import convert_os_errors
 from modules.keys import SHARDED_KEY, new_sharded_key, sharded_key_for
+from modules.options import Option, OptionParser
 from modules.streams import FileReadStream, read_source_chunk
 
 __all__ = ["SimpleStorage"]
@@ -50,22 +50,35 @@ TEMP_COUNT_INTERVAL = 60.0
 DEFAULT_TEMP_GRACE = 3600.0
 _SHARD = re.compile(r"\A[0-9a-f]{2}\Z")
 
+#: SimpleStorage's options (see :mod:`modules.options` for the syntax).
+_OPTIONS = OptionParser("SimpleStorage", [
+    Option("storage_dir", "str", required=True, positional=True,
+           help="the path of an existing directory"),
+    Option("temp_grace", "duration", default=DEFAULT_TEMP_GRACE, minimum=0.001, maximum="365d",
+           aliases=("upload_grace",),
+           help="age after which repair() removes a temporary file of an unfinished write"),
+])
+
 
 class SimpleStorage(StorageModule):
     """Store each object as one file under ``storage_dir``.
 
     Args:
         storage_dir: an existing, writable directory (typically a mount
-            point). It is never created: while it is missing every operation
-            raises :class:`LocationUnavailable` and ``statistics`` reports
-            the reason.
-        temp_grace: seconds (default 3600) after which a temporary file of
-            an unfinished write counts as left over (its writer was killed)
-            and :meth:`repair` removes it; a number or a numeric string.
+            point), given positionally (``SimpleStorage("/srv/objects")``),
+            as ``"storage_dir=/srv/objects"`` or as a keyword. It is never
+            created: while it is missing every operation raises
+            :class:`LocationUnavailable` and ``statistics`` reports the reason.
+        temp_grace: age (a duration: seconds, or ``30m``, ``2h``; default 1 h;
+            ``upload_grace`` is the same option, as HTTPStorage and
+            S3Storage call it) after which a temporary file of an unfinished
+            write counts as left over (its writer was killed) and
+            :meth:`repair` removes it.
 
     Raises:
-        ConfigurationError: ``storage_dir`` is not a non-empty string path,
-            or ``temp_grace`` is not a positive number.
+        ConfigurationError: ``storage_dir`` is missing or not a non-empty
+            one-line path, ``temp_grace`` is not a positive duration, or an
+            unknown option is given (see :mod:`modules.options`).
     """
 
     #: Sweeps its leftovers (:meth:`repair`); offers deterministic placement
@@ -73,21 +86,11 @@ class SimpleStorage(StorageModule):
     capabilities = MappingProxyType(dict(StorageModule.capabilities, repair=True,
                                          placement=True))
 
-    def __init__(self, storage_dir=None, *, temp_grace=DEFAULT_TEMP_GRACE, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        if kwargs:
-            raise ConfigurationError("SimpleStorage takes storage_dir and temp_grace; unknown: %s"
-                                     % ", ".join(sorted(kwargs)))
-        self.temp_grace = _grace(temp_grace)
-        if isinstance(storage_dir, os.PathLike):
-            storage_dir = os.fspath(storage_dir)
-        if not isinstance(storage_dir, str) or not storage_dir.strip():
-            raise ConfigurationError(
-                "SimpleStorage needs storage_dir, the path of an existing directory; got %r"
-                % (storage_dir,))
-        if "\0" in storage_dir:
-            raise ConfigurationError("storage_dir must not contain NUL characters")
-        self.storage_dir = os.path.abspath(storage_dir)
+        settings = _OPTIONS.parse(args, kwargs)
+        self.storage_dir = os.path.abspath(settings.storage_dir)
+        self.temp_grace = float(settings.temp_grace)
         self._lock = threading.Lock()
         self._counters = {"writes": 0, "reads": 0, "deletes": 0, "bytes_written": 0, "errors": 0}
         self._temporaries_counted: Optional[Tuple[float, Dict[str, int]]] = None
@@ -388,18 +391,6 @@ class SimpleStorage(StorageModule):
         with self._lock:
             for key, value in increments.items():
                 self._counters[key] += value
-
-
-def _grace(value: Any) -> float:
-    """Return ``temp_grace`` as seconds; raise ConfigurationError when it is unusable."""
-    try:
-        seconds = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError("temp_grace must be a positive number of seconds (default "
-                                 "3600), got %r" % (value,))
-    return seconds
 
 
 def _shard_directories(storage_dir: str) -> List[str]:

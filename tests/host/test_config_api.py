@@ -81,7 +81,7 @@ class TestConfiguration(HostTestCase):
             ("not a StorageModule", json.dumps({"module": "json.JSONDecoder", "args": []}),
              "StorageModule"),
             ("constructor rejects", json.dumps({"module": SIMPLE, "args": ["/tmp", "extra"]}),
-             "rejected"),
+             "must be 'name=value'"),
             ("constructor rejects keywords", json.dumps({"module": SIMPLE, "args": {"x": 1}}),
              "x"),
             ("empty body", b"", "JSON"),

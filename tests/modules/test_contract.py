@@ -82,8 +82,9 @@ class TestLoader(unittest.TestCase):
             ("nosuchpackage.mod.Cls", None, "cannot import 'nosuchpackage.mod'"),
             ("simple.simple.Missing", None, "has no attribute 'Missing'"),
             ("modules.errors.StorageError", None, "not a StorageModule subclass"),
-            ("simple.simple.SimpleStorage", ["/a", "/b"], "rejected its arguments"),
-            ("simple.simple.SimpleStorage", [""], "needs storage_dir"),
+            ("simple.simple.SimpleStorage", ["/a", "/b"], "argument 2 is a bare value"),
+            ("simple.simple.SimpleStorage", [""], "option storage_dir must be a non-empty"),
+            ("simple.simple.SimpleStorage", [], "needs the option storage_dir="),
             ("simple.simple.SimpleStorage", "/a", "must be a list or an object"),
             ("nodots", None, "dotted path"),
         ]
