@@ -207,8 +207,14 @@ def _serve_workers(options: argparse.Namespace, app, sock, workers: int, out: Te
     from modules.host.app import make_app
 
     data_dir = app.data_dir
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_signal)  # until the pool takes over
     try:
         _print_banner(out, app, socket_url(sock), sock.getsockname()[0], workers, options.threads)
+    except (KeyboardInterrupt, SystemExit):
+        sock.close()
+        print("vsm serve: stopped", file=out, flush=True)
+        return EXIT_OK
     finally:
         app.close()  # each worker opens its own: nothing is shared across fork
 
@@ -229,7 +235,10 @@ def _serve_workers(options: argparse.Namespace, app, sock, workers: int, out: Te
 
             multiprocess.mark_process_dead(pid)
 
-    status = WorkerPool(sock, workers, run_worker, on_exit=worker_ended).run()
+    try:
+        status = WorkerPool(sock, workers, run_worker, on_exit=worker_ended).run()
+    except (KeyboardInterrupt, SystemExit):  # arrived before the pool set its own handlers
+        status = 0
     sock.close()
     print("vsm serve: stopped", file=out, flush=True)
     return EXIT_OK if status == 0 else EXIT_FAILED

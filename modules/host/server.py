@@ -245,6 +245,8 @@ class _CherootServer(cheroot_wsgi.Server):
 
     ConnectionClass = _Connection
     multiprocess = False
+    #: cheroot's select() timeout, which is also how long stop() may wait (0.5 s by default).
+    expiration_interval = 0.1
 
     def __init__(self, sock: socket.socket, app: Callable, **kwargs: Any):
         self._listener = sock

@@ -1,4 +1,4 @@
-"""Real hosts for the tests: waitress on a free loopback port, in a thread or a process."""
+"""Real hosts for the tests: cheroot on a free loopback port, in a thread or a process."""
 import os
 import re
 import shutil
@@ -32,7 +32,7 @@ def replica_available() -> bool:
 
 
 class RunningHost:
-    """A host application served by waitress in a background thread.
+    """A host application served by cheroot (:class:`HostServer`) in a background thread.
 
     ``stop()`` shuts the server down, joins its thread and closes the app;
     ``restart()`` does that and serves the same data directory again.
@@ -154,7 +154,12 @@ _MANIFEST_START = b'{"algorithm":"sha256","block_size":'
 
 
 class HostProcess:
-    """``python -m modules serve`` in a subprocess on a free port; ``url`` and ``pid``."""
+    """``python -m modules serve`` in a subprocess on a free port; ``url`` and ``pid``.
+
+    It serves in one process (``--workers 1``) unless ``args`` name
+    ``--workers``, so that ``pid`` is the process that serves (peak RSS,
+    ``kill -9``).
+    """
 
     def __init__(self, data_dir: str, extra_env: Optional[Dict[str, str]] = None,
                  password: Optional[str] = PASSWORD, args: List[str] = ()):
@@ -164,6 +169,8 @@ class HostProcess:
         if password is not None:
             env["VSM_ADMIN_PASSWORD"] = password
         env.update(extra_env or {})
+        if "--workers" not in args:
+            args = ["--workers", "1"] + list(args)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modules", "serve", "--port", "0", "--data-dir", data_dir]
             + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
