@@ -16,10 +16,12 @@ import logging
 import logging.handlers
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 from urllib.parse import quote
 
 from modules.redaction import redact_text
+
+from modules.host.counting import CountingInput, ObservedBody
 
 __all__ = ["AccessLog", "configure_access_log", "ACCESS_LOGGER", "OFF", "STDERR"]
 
@@ -82,7 +84,7 @@ class AccessLog:
     def __call__(self, environ: Dict[str, Any], start_response) -> Iterable[bytes]:
         record = _Record(environ, self._clock())
         if "wsgi.input" in environ:
-            environ["wsgi.input"] = _CountingInput(environ["wsgi.input"], record)
+            environ["wsgi.input"] = CountingInput(environ["wsgi.input"], record.add_received)
 
         def start(status: str, headers, exc_info=None):
             record.status = status.split(" ", 1)[0]
@@ -94,7 +96,8 @@ class AccessLog:
             record.status = record.status or "500"
             self._write(record)
             raise
-        return _LoggedBody(body, record, self._write)
+        return ObservedBody(body, record.add_sent, lambda: self._write(record),
+                            record.failed)
 
     def _write(self, record: "_Record") -> None:
         if not self._logger.isEnabledFor(logging.INFO):
@@ -126,64 +129,11 @@ class _Record:
         self.sent = 0
         self.received = 0
 
+    def add_sent(self, count: int) -> None:
+        self.sent += count
 
-class _CountingInput:
-    """``wsgi.input`` counting the body bytes the application reads."""
+    def add_received(self, count: int) -> None:
+        self.received += count
 
-    def __init__(self, stream, record: _Record):
-        self._stream = stream
-        self._record = record
-
-    def read(self, *args) -> bytes:
-        data = self._stream.read(*args)
-        self._record.received += len(data)
-        return data
-
-    def readline(self, *args) -> bytes:
-        data = self._stream.readline(*args)
-        self._record.received += len(data)
-        return data
-
-    def readlines(self, *args):
-        lines = self._stream.readlines(*args)
-        self._record.received += sum(len(line) for line in lines)
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._stream:
-            self._record.received += len(line)
-            yield line
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
-
-
-class _LoggedBody:
-    """The application's response iterable, counting bytes and logging when closed."""
-
-    def __init__(self, body: Iterable[bytes], record: _Record, write: Callable[[_Record], None]):
-        self._body = body
-        self._record = record
-        self._write = write
-        self._logged = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self._body:
-                self._record.sent += len(chunk)
-                yield chunk
-        except BaseException:
-            self._record.status = self._record.status or "500"
-            raise
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            if not self._logged:
-                self._logged = True
-                self._write(self._record)
+    def failed(self) -> None:
+        self.status = self.status or "500"

@@ -40,6 +40,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
     generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from modules.host.counting import CountingInput, ObservedBody
+
 __all__ = ["Metrics", "ModuleFigures", "METRICS_PATH", "MAX_POLICIES", "MULTIPROC_ENV",
            "request_labels"]
 
@@ -140,7 +142,7 @@ class Metrics:
         policy, operation = request_labels(environ)
         request = _Request(self._clock())
         if "wsgi.input" in environ:
-            environ["wsgi.input"] = _CountingInput(environ["wsgi.input"], request)
+            environ["wsgi.input"] = CountingInput(environ["wsgi.input"], request.add_received)
 
         def start(status: str, headers, exc_info=None):
             request.status = status.split(" ", 1)[0]
@@ -152,7 +154,8 @@ class Metrics:
             request.status = request.status or "500"
             self._observe(policy, operation, request)
             raise
-        return _ObservedBody(body, lambda: self._observe(policy, operation, request), request)
+        return ObservedBody(body, request.add_sent,
+                            lambda: self._observe(policy, operation, request), request.failed)
 
     def _observe(self, policy: str, operation: str, request: "_Request") -> None:
         status = request.status or "500"
@@ -273,60 +276,11 @@ class _Request:
         self.sent = 0
         self.received = 0
 
+    def add_sent(self, count: int) -> None:
+        self.sent += count
 
-class _CountingInput:
-    """``wsgi.input`` counting what the application reads."""
+    def add_received(self, count: int) -> None:
+        self.received += count
 
-    def __init__(self, stream, request: _Request):
-        self._stream = stream
-        self._request = request
-
-    def read(self, *args) -> bytes:
-        data = self._stream.read(*args)
-        self._request.received += len(data)
-        return data
-
-    def readline(self, *args) -> bytes:
-        data = self._stream.readline(*args)
-        self._request.received += len(data)
-        return data
-
-    def readlines(self, *args):
-        lines = self._stream.readlines(*args)
-        self._request.received += sum(len(line) for line in lines)
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._stream:
-            self._request.received += len(line)
-            yield line
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
-
-
-class _ObservedBody:
-    """The response iterable, counting bytes sent and recording the request when closed."""
-
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None], request: _Request):
-        self._body = body
-        self._done = done
-        self._request = request
-        self._recorded = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._body:
-            self._request.sent += len(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            if not self._recorded:
-                self._recorded = True
-                self._done()
+    def failed(self) -> None:
+        self.status = self.status or "500"
