@@ -4,7 +4,7 @@ The line follows the Common Log Format (client, date, request line,
 status, bytes sent) and adds the body bytes received and the duration
 until the last byte of the answer was handed to the server::
 
-    127.0.0.1 - - [05/Dec/2026:08:30:12 +0000] "PUT /objects/mirror/a.txt HTTP/1.1" 201 187 in=4096 0.012s
+    127.0.0.1 - - [05/Dec/2026:08:30:12 +0000] "PUT /objects/m/a HTTP/1.1" 201 187 in=4096 0.012s
 
 No secret is written: the ``Authorization`` header is never logged, the
 query string passes through :func:`modules.redaction.redact_text`, and the

@@ -33,8 +33,9 @@ from typing import Any, Callable, Optional
 from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
 
-__all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_THREADS",
-           "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT", "LINGER_SECONDS", "DRAIN_LIMIT"]
+__all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
+           "DEFAULT_THREADS", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT", "LINGER_SECONDS",
+           "DRAIN_LIMIT"]
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,8 @@ class WorkerPool:
             (e.g. to tell metrics that a process is gone).
     """
 
-    def __init__(self, sock: socket.socket, workers: int, run_worker: Callable[[socket.socket], int],
+    def __init__(self, sock: socket.socket, workers: int,
+                 run_worker: Callable[[socket.socket], int],
                  on_exit: Optional[Callable[[int], None]] = None):
         if workers < 1:
             raise ValueError("workers must be at least 1, got %d" % workers)
