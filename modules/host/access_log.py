@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from modules.redaction import redact_text
 
-from modules.host.counting import CountingInput, ObservedBody
+from modules.host.counting import CountingInput, observe
 
 __all__ = ["AccessLog", "configure_access_log", "ACCESS_LOGGER", "OFF", "STDERR"]
 
@@ -96,8 +96,7 @@ class AccessLog:
             record.status = record.status or "500"
             self._write(record)
             raise
-        return ObservedBody(body, record.add_sent, lambda: self._write(record),
-                            record.failed)
+        return observe(body, record.add_sent, lambda: self._write(record), record.failed)
 
     def _write(self, record: "_Record") -> None:
         if not self._logger.isEnabledFor(logging.INFO):

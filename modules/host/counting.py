@@ -1,13 +1,15 @@
 """Counting wrappers for WSGI middleware: body bytes read, response bytes sent, end of answer.
 
 Shared by the access log and the metrics: each wraps ``wsgi.input`` in a
-:class:`CountingInput` and the application's response in a
-:class:`ObservedBody`, whose ``close()`` (called by every WSGI server when
-the answer is over, PEP 3333) reports the request as finished.
+:class:`CountingInput` and the application's response with :func:`observe`,
+whose ``close()`` (called by every WSGI server when the answer is over,
+PEP 3333) reports the request as finished.
 """
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["CountingInput", "ObservedBody"]
+from modules.host.file_wrapper import FileWrapper
+
+__all__ = ["CountingInput", "ObservedBody", "observe"]
 
 
 class CountingInput:
@@ -75,3 +77,20 @@ class ObservedBody:
             if not self._done:
                 self._done = True
                 self._finished()
+
+
+def observe(body: Iterable[bytes], count: Callable[[int], None], finished: Callable[[], None],
+            failed: Callable[[], None] = lambda: None) -> Iterable[bytes]:
+    """Return ``body`` observed as :class:`ObservedBody` does.
+
+    A :class:`~modules.host.file_wrapper.FileWrapper` is returned as it is,
+    with a close hook, so that the server can still send it with
+    ``sendfile`` (its bytes are counted when it closes).
+    """
+    if isinstance(body, FileWrapper):
+        def closed() -> None:
+            count(body.bytes_sent)
+            finished()
+        body.on_close.append(closed)
+        return body
+    return ObservedBody(body, count, finished, failed)

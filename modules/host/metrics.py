@@ -40,7 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
     generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from modules.host.counting import CountingInput, ObservedBody
+from modules.host.counting import CountingInput, observe
 
 __all__ = ["Metrics", "ModuleFigures", "METRICS_PATH", "MAX_POLICIES", "MULTIPROC_ENV",
            "request_labels"]
@@ -154,8 +154,8 @@ class Metrics:
             request.status = request.status or "500"
             self._observe(policy, operation, request)
             raise
-        return ObservedBody(body, request.add_sent,
-                            lambda: self._observe(policy, operation, request), request.failed)
+        return observe(body, request.add_sent,
+                       lambda: self._observe(policy, operation, request), request.failed)
 
     def _observe(self, policy: str, operation: str, request: "_Request") -> None:
         status = request.status or "500"

@@ -14,6 +14,8 @@ host must be able to refuse a request before it costs a transfer:
   body to keep the connection alive; a remainder of at most
   :data:`DRAIN_LIMIT` bytes is still read so that small requests keep
   their connection.
+* ``wsgi.file_wrapper`` (:mod:`modules.host.file_wrapper`) answers are sent
+  with ``sendfile(2)``: zero-copy from a file to the socket.
 * Closing such a connection is a *lingering close* (as Apache httpd and
   nginx do): the server stops sending, then discards what the client still
   sends for at most :data:`LINGER_SECONDS`, so that a client that sent its
@@ -32,6 +34,8 @@ from typing import Any, Callable, Optional
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
+
+from modules.host.file_wrapper import FileWrapper
 
 __all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
            "DEFAULT_THREADS", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT", "LINGER_SECONDS",
@@ -268,7 +272,7 @@ def _discard_until_eof(sock: socket.socket, seconds: float) -> None:
 
 
 class _Gateway(cheroot_wsgi.Gateway_10):
-    """WSGI 1.0 gateway giving the application the deferring ``wsgi.input``."""
+    """WSGI 1.0 gateway: the deferring ``wsgi.input`` and a zero-copy ``wsgi.file_wrapper``."""
 
     def get_environ(self):
         environ = super().get_environ()
@@ -276,7 +280,47 @@ class _Gateway(cheroot_wsgi.Gateway_10):
         if request.continue_pending:
             environ["wsgi.input"] = _ContinueOnFirstRead(environ["wsgi.input"], request)
         environ["wsgi.multiprocess"] = self.req.server.multiprocess
+        environ["wsgi.file_wrapper"] = FileWrapper
         return environ
+
+    def respond(self):
+        """Call the application and send its answer (cheroot's loop, plus ``sendfile``)."""
+        response = self.req.server.wsgi_app(self.env, self.start_response)
+        try:
+            if isinstance(response, FileWrapper) and self._send_file(response):
+                return
+            for chunk in filter(None, response):
+                if not isinstance(chunk, bytes):
+                    raise ValueError("WSGI applications must yield bytes")
+                self.write(chunk)
+        finally:
+            self.req.ensure_headers_sent()
+            if hasattr(response, "close"):
+                response.close()
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """Send ``Content-Length`` bytes of the wrapped file with sendfile(2); False: iterate."""
+        request = self.req
+        count = self.remaining_bytes_out
+        if (count is None or request.chunked_write or request.method == b"HEAD"
+                or wrapper.fileno() is None or not self.started_response
+                or not isinstance(request.conn.socket, socket.socket)):
+            return False
+        try:
+            offset = wrapper.filelike.tell()
+        except (AttributeError, OSError):
+            return False
+        request.ensure_headers_sent()
+        if count:
+            sent = request.conn.socket.sendfile(wrapper.filelike, offset, count)
+            wrapper.bytes_sent += sent
+            request.conn.wfile.bytes_written += sent
+            if sent < count:
+                # The file is shorter than its Content-Length: the answer cannot be completed.
+                request.close_connection = True
+                raise OSError("the file ended after %d of %d bytes" % (sent, count))
+        self.remaining_bytes_out = 0
+        return True
 
 
 class _CherootServer(cheroot_wsgi.Server):

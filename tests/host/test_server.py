@@ -162,3 +162,67 @@ class TestStreaming(unittest.TestCase):
         self.assertFalse(thread.is_alive())
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+class TestFileWrapper(unittest.TestCase):
+    """``wsgi.file_wrapper`` answers go out with sendfile, through the access log and metrics."""
+
+    def setUp(self):
+        import tempfile
+        handle, self.path = tempfile.mkstemp(prefix="vsm-sendfile-")
+        os.close(handle)
+        self.addCleanup(os.unlink, self.path)
+        self.data = os.urandom(3 * 1024 * 1024 + 17)
+        with open(self.path, "wb") as file:
+            file.write(self.data)
+
+    def serve(self, app):
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        return server.url
+
+    def test_sendfile_from_the_file_position_through_the_middleware(self):
+        import io
+        import logging
+        from unittest import mock
+
+        from modules.host.access_log import AccessLog
+
+        offset = 1000
+        opened = []
+
+        def app(environ, start_response):
+            file = open(self.path, "rb")
+            opened.append(file)
+            file.seek(offset)
+            start_response("200 OK", [("Content-Length", str(len(self.data) - offset))])
+            return environ["wsgi.file_wrapper"](file)
+
+        stream = io.StringIO()
+        logger = logging.getLogger("test-sendfile")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler = logging.StreamHandler(stream)
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        url = self.serve(AccessLog(app, logger=logger))
+        with mock.patch.object(socket.socket, "sendfile", autospec=True,
+                               side_effect=socket.socket.sendfile) as sendfile:
+            response = requests.get(url + "x", timeout=30)
+        self.assertEqual(response.content, self.data[offset:])
+        self.assertEqual(sendfile.call_count, 1, "the body went out with sendfile")
+        self.assertTrue(opened[0].closed)
+        self.assertIn(" 200 %d " % (len(self.data) - offset), stream.getvalue())
+
+    def test_without_a_descriptor_the_wrapper_is_iterated(self):
+        import io
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(self.data)))])
+            return environ["wsgi.file_wrapper"](io.BytesIO(self.data), 65536)
+
+        url = self.serve(app)
+        self.assertEqual(requests.get(url + "x", timeout=30).content, self.data)
