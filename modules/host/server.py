@@ -26,7 +26,9 @@ The listening socket may be made by the caller (:func:`listening_socket`)
 and shared by several processes (``vsm serve --workers N``); see
 :mod:`modules.host.workers`.
 """
+import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
@@ -94,6 +96,21 @@ def listening_socket(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.set_inheritable(True)
     return sock
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM back (POSIX, main thread) until the block ends; then deliver."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def socket_url(sock: socket.socket) -> str:
@@ -388,6 +405,7 @@ class HostServer:
         self._server.max_request_body_size = max_body_size
         self._server.multiprocess = multiprocess
         self._started = False
+        self._stop_requested = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
 
@@ -407,29 +425,46 @@ class HostServer:
         return socket_url(self._socket)
 
     def serve_forever(self) -> None:
-        """Answer requests until :meth:`shutdown` (or SIGINT/SIGTERM raising in this thread)."""
+        """Answer requests until :meth:`shutdown` (or SIGINT/SIGTERM raising in this thread).
+
+        Whatever interrupts it (even a signal during start-up), the worker
+        threads are stopped and the socket is closed before it returns.
+        """
         with self._lock:
-            if self._stopped.is_set():
+            if self._stop_requested:
                 return
             self._started = True
-            self._server.prepare()
         try:
-            self._server.serve()
+            with _signals_held():
+                # cheroot starts its threads before it records them: a SIGTERM raising
+                # in between would leave threads that nothing stops.
+                self._server.prepare()
+            with self._lock:
+                stop_now = self._stop_requested
+            if not stop_now:
+                self._server.serve()
         finally:
-            self._server.stop()
+            self._halt()
             self._stopped.set()
 
     def shutdown(self, timeout: Optional[float] = 10.0) -> bool:
         """Stop serving (from any thread); return True once :meth:`serve_forever` returned.
 
-        Running requests get up to 5 seconds to finish; then the worker
-        threads are abandoned and every connection is closed.
+        Running requests get up to 5 seconds to finish; then their
+        connections are closed.
         """
         with self._lock:
+            self._stop_requested = True
             if not self._started:
-                self._stopped.set()
                 self._socket.close()
+                self._stopped.set()
                 return True
-        self._server.stop()
+        self._server.stop()  # before prepare() ended: serve_forever sees _stop_requested
         return self._stopped.wait(timeout)
 
+    def _halt(self) -> None:
+        if self._server.ready:
+            self._server.stop()
+        else:  # prepare() was interrupted, or stop() already ran: make sure threads end
+            self._server.requests.stop(5)
+            self._socket.close()
