@@ -203,8 +203,18 @@ class HostProcess:
         raise AssertionError("no VmHWM for %d" % self.pid)
 
     def stop(self) -> str:
-        """Send SIGTERM, wait, and return what the server printed afterwards."""
+        """Send SIGTERM, wait, and return what the server printed afterwards.
+
+        Raises:
+            AssertionError: the server did not stop within 30 s (it is then killed).
+        """
         if self.process.poll() is None:
             self.process.terminate()
-        out, error = self.process.communicate(timeout=30)
+        try:
+            out, error = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, error = self.process.communicate(timeout=30)
+            raise AssertionError("vsm serve did not stop within 30 s of SIGTERM: %s"
+                                 % (out + error)[-2000:]) from None
         return out + error
