@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from cheroot import makefile as cheroot_makefile
 from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
 
@@ -41,7 +42,7 @@ from modules.host.file_wrapper import FileWrapper
 
 __all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
            "DEFAULT_THREADS", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT", "LINGER_SECONDS",
-           "DRAIN_LIMIT"]
+           "DRAIN_LIMIT", "HEADER_DEADLINE"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024 ** 3
 
 #: Seconds a connection may stay silent (between requests, or within a body) before it is closed.
 DEFAULT_TIMEOUT = 60
+
+#: Seconds a client has to send its request line and headers, once it started.
+HEADER_DEADLINE = 20.0
 
 #: Pending connections the kernel queues before they are accepted (``listen`` backlog).
 BACKLOG = 256
@@ -173,10 +177,25 @@ _DEFERRED = b"\x00expect"
 
 
 class _Request(cheroot_server.HTTPRequest):
-    """One request: deferred ``100 Continue``, no reading of bodies nobody asked for."""
+    """One request: a deadline for its head, deferred ``100 Continue``, no unwanted bodies."""
 
     header_reader = _HeaderReader()
     continue_pending = False
+
+    def parse_request(self) -> None:
+        """Read the request line and headers within :data:`HEADER_DEADLINE` seconds.
+
+        A client that trickles its headers (slowloris) holds a worker thread
+        for at most that long; bodies are read only after authentication.
+        """
+        reader = getattr(self.conn.rfile, "deadline_io", None)
+        if reader is None:
+            return super().parse_request()
+        reader.set_deadline(HEADER_DEADLINE)
+        try:
+            return super().parse_request()
+        finally:
+            reader.set_deadline(None)
 
     def read_request_headers(self) -> bool:
         ready = super().read_request_headers()
@@ -243,10 +262,43 @@ class _SocketWriter:
         self.closed = True
 
 
+class _DeadlineSocketIO(socket.SocketIO):
+    """A socket's raw read side that can enforce an overall deadline (see :class:`_Reader`)."""
+
+    deadline: Optional[float] = None
+
+    def readinto(self, buffer) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("timed out")
+            self._sock.settimeout(min(left, self._sock_timeout))
+        return super().readinto(buffer)
+
+    def set_deadline(self, seconds: Optional[float]) -> None:
+        """Let reads go on for at most ``seconds`` from now (None: only the socket's timeout)."""
+        self._sock_timeout = self._sock.gettimeout() or DEFAULT_TIMEOUT
+        if seconds is None:
+            self.deadline = None
+            self._sock.settimeout(self._sock_timeout)
+        else:
+            self.deadline = time.monotonic() + seconds
+
+
+class _Reader(cheroot_makefile.StreamReader):
+    """cheroot's buffered reader over a :class:`_DeadlineSocketIO`."""
+
+    def __init__(self, sock: socket.socket, mode: str = "rb", bufsize: int = READ_BUFFER):
+        self.deadline_io = _DeadlineSocketIO(sock, mode)
+        # Skip StreamReader.__init__, which would make a plain SocketIO; keep its methods.
+        super(cheroot_makefile.StreamReader, self).__init__(self.deadline_io, bufsize)
+        self.bytes_read = 0
+
+
 def _makefile(sock: socket.socket, mode: str = "r", bufsize: int = READ_BUFFER):
     if "w" in mode:
         return _SocketWriter(sock)
-    return cheroot_server.MakeFile(sock, mode, bufsize)
+    return _Reader(sock, mode, bufsize)
 
 
 class _Connection(cheroot_server.HTTPConnection):

@@ -226,3 +226,39 @@ class TestFileWrapper(unittest.TestCase):
 
         url = self.serve(app)
         self.assertEqual(requests.get(url + "x", timeout=30).content, self.data)
+
+
+class TestSlowClients(unittest.TestCase):
+    """A client trickling its headers (slowloris) loses its connection at the deadline."""
+
+    def test_headers_must_arrive_within_the_deadline(self):
+        from unittest import mock
+
+        server = HostServer(lambda environ, start: start("200 OK", []) or [b""],
+                            host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with mock.patch("modules.host.server.HEADER_DEADLINE", 1.0):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\n")
+                started = time.monotonic()
+                answer = b""
+                for _ in range(40):  # one header byte every 0.1 s: never finishing on time
+                    try:
+                        sock.sendall(b"X")
+                    except OSError:
+                        break
+                    sock.settimeout(0.1)
+                    try:
+                        answer += sock.recv(4096)
+                        if answer:
+                            break
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 3.5, "the server waited for the whole trickle")
+        self.assertTrue(answer == b"" or b" 408 " in answer.split(b"\r\n", 1)[0], answer[:100])
