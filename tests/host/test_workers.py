@@ -125,3 +125,30 @@ class TestWorkers(unittest.TestCase):
             response = self.session.put(self.host.url + "/objects/extra/k%d" % attempt,
                                         data=b"y", timeout=30, headers={"Connection": "close"})
             self.assertEqual(response.status_code, 201, response.text)
+
+
+@unittest.skipUnless(hasattr(os, "fork"), "needs fork")
+class TestWorkerPool(unittest.TestCase):
+    """The supervisor on its own: workers that keep failing at start make it give up."""
+
+    def test_gives_up_when_workers_keep_failing_at_start(self):
+        import socket
+        from unittest import mock
+
+        from modules.host import workers
+
+        def run_worker(sock):
+            raise RuntimeError("cannot start")
+
+        ended = []
+        before = set(_children(os.getpid()))
+        with socket.socket() as sock, mock.patch.object(workers, "MAX_FAST_FAILURES", 3), \
+                mock.patch.object(workers.time, "sleep"), \
+                self.assertLogs("modules.host.workers", "WARNING") as logs:
+            pool = workers.WorkerPool(sock, 2, run_worker, on_exit=ended.append)
+            started = time.monotonic()
+            self.assertEqual(pool.run(), 1)
+        self.assertLess(time.monotonic() - started, 20)
+        self.assertGreaterEqual(len(ended), 3)
+        self.assertTrue(any("keep failing" in line for line in logs.output), logs.output)
+        self.assertLessEqual(set(_children(os.getpid())), before, "no worker left behind")
