@@ -224,13 +224,10 @@ class Authenticator:
             header.strip().partition(" ")[0][:20] or "empty")
         log.warning("failed login from %s as user %r (%d failure(s)%s)", client, user[:64],
                     failures, "; next attempt allowed in %d s" % delay if delay else "")
-        refusal = _unauthorized()
-        if delay:
-            refusal.headers.append(("Retry-After", str(delay)))
-        return refusal
+        return _unauthorized([("Retry-After", str(delay))] if delay else [])
 
 
-def _unauthorized() -> Refusal:
+def _unauthorized(extra: Optional[List[Tuple[str, str]]] = None) -> Refusal:
     return Refusal(401, "log in as %r with HTTP basic authentication; the password is in the "
                         "host's data directory (file admin-password) or in %s"
-                   % (ADMIN_USER, PASSWORD_ENV), [("WWW-Authenticate", REALM)])
+                   % (ADMIN_USER, PASSWORD_ENV), [("WWW-Authenticate", REALM)] + (extra or []))
