@@ -1,8 +1,7 @@
 """Run the host application on cheroot, and stop it cleanly from any thread.
 
 cheroot hands the application each request body as it arrives on the
-socket (no spooling). Three behaviours are changed here, each because the
-host must be able to refuse a request before it costs a transfer:
+socket (no spooling). What is changed here, and why:
 
 * ``Expect: 100-continue`` (RFC 9110 section 10.1.1): cheroot answers
   ``100 Continue`` as soon as it has read the headers. Here the interim
@@ -13,14 +12,16 @@ host must be able to refuse a request before it costs a transfer:
   the connection (``Connection: close``) instead of reading the rest of the
   body to keep the connection alive; a remainder of at most
   :data:`DRAIN_LIMIT` bytes is still read so that small requests keep
-  their connection.
-* ``wsgi.file_wrapper`` (:mod:`modules.host.file_wrapper`) answers are sent
-  with ``sendfile(2)``: zero-copy from a file to the socket.
-* Closing such a connection is a *lingering close* (as Apache httpd and
-  nginx do): the server stops sending, then discards what the client still
-  sends for at most :data:`LINGER_SECONDS`, so that a client that sent its
-  body without waiting reads the answer instead of a connection reset.
-  Nothing discarded is stored or spooled.
+  their connection. Closing such a connection is a *lingering close* (as
+  Apache httpd and nginx do): the server stops sending, then discards what
+  the client still sends for at most :data:`LINGER_SECONDS`, so that a
+  client that sent its body without waiting reads the answer instead of a
+  connection reset. Nothing discarded is stored or spooled.
+* The request line and headers must arrive within :data:`HEADER_DEADLINE`
+  seconds (a slowloris client holds a thread at most that long).
+* Responses are written with ``socket.sendall`` (cheroot's writer is pure
+  Python and copies every chunk), and ``wsgi.file_wrapper`` answers
+  (:mod:`modules.host.file_wrapper`) with ``sendfile(2)``: zero-copy.
 
 The listening socket may be made by the caller (:func:`listening_socket`)
 and shared by several processes (``vsm serve --workers N``); see
@@ -266,22 +267,25 @@ class _DeadlineSocketIO(socket.SocketIO):
     """A socket's raw read side that can enforce an overall deadline (see :class:`_Reader`)."""
 
     deadline: Optional[float] = None
+    _timeout: Optional[float] = None
 
     def readinto(self, buffer) -> int:
         if self.deadline is not None:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise socket.timeout("timed out")
-            self._sock.settimeout(min(left, self._sock_timeout))
+            self._sock.settimeout(min(left, self._timeout or left))
         return super().readinto(buffer)
 
     def set_deadline(self, seconds: Optional[float]) -> None:
         """Let reads go on for at most ``seconds`` from now (None: only the socket's timeout)."""
-        self._sock_timeout = self._sock.gettimeout() or DEFAULT_TIMEOUT
         if seconds is None:
-            self.deadline = None
-            self._sock.settimeout(self._sock_timeout)
+            if self.deadline is not None:
+                self.deadline = None
+                self._sock.settimeout(self._timeout)
         else:
+            if self.deadline is None:
+                self._timeout = self._sock.gettimeout()
             self.deadline = time.monotonic() + seconds
 
 
