@@ -262,3 +262,28 @@ class TestSlowClients(unittest.TestCase):
                 elapsed = time.monotonic() - started
         self.assertLess(elapsed, 3.5, "the server waited for the whole trickle")
         self.assertTrue(answer == b"" or b" 408 " in answer.split(b"\r\n", 1)[0], answer[:100])
+
+    def test_a_body_may_pause_longer_than_the_header_deadline(self):
+        """After the headers, the connection's own timeout applies again (not the deadline)."""
+        from unittest import mock
+
+        def app(environ, start_response):
+            body = environ["wsgi.input"].read(10)
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with mock.patch("modules.host.server.HEADER_DEADLINE", 0.3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                for _ in range(2):  # twice: the second request on the same connection too
+                    sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+                    time.sleep(0.8)
+                    sock.sendall(b"0123456789")
+                    sock.settimeout(10)
+                    answer = sock.recv(4096)
+                    self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
+                    self.assertTrue(answer.endswith(b"0123456789"), answer)
