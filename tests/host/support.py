@@ -193,6 +193,17 @@ class HostProcess:
             self.process.kill()
             _, error = self.process.communicate(timeout=10)
             raise AssertionError("vsm serve did not start: %s %s" % (self.banner, error))
+        # Keep reading what it prints (the access log goes to stderr): a full pipe would
+        # block the server.
+        self._output: List[str] = []
+        self._readers = [threading.Thread(target=self._drain, args=(stream,), daemon=True)
+                         for stream in (self.process.stdout, self.process.stderr)]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self._output.append(line)
 
     def peak_rss(self) -> int:
         """Return the process's peak resident memory in bytes (VmHWM)."""
@@ -211,10 +222,15 @@ class HostProcess:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            out, error = self.process.communicate(timeout=30)
+            self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, error = self.process.communicate(timeout=30)
+            self.process.wait(30)
             raise AssertionError("vsm serve did not stop within 30 s of SIGTERM: %s"
-                                 % (out + error)[-2000:]) from None
-        return out + error
+                                 % self._collected()[-2000:]) from None
+        return self._collected()
+
+    def _collected(self) -> str:
+        for reader in self._readers:
+            reader.join(10)
+        return "".join(self._output)
