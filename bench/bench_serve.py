@@ -122,13 +122,14 @@ class Server:
                 self.process.wait(10)
 
 
-def start_vsm(directory: str, workers: int) -> Server:
+def start_vsm(directory: str, workers: int, extra: List[str] = ()) -> Server:
     env = dict(os.environ, VSM_ADMIN_PASSWORD=PASSWORD,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log = open(os.path.join(directory, "vsm.log"), "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "modules", "serve", "--port", "0", "--data-dir",
-         os.path.join(directory, "vsm-data"), "--workers", str(workers), "--access-log", "off"],
+         os.path.join(directory, "vsm-data"), "--workers", str(workers), "--access-log", "off"]
+        + list(extra),
         stdout=subprocess.PIPE, stderr=log, env=env, text=True, cwd=directory)
     url = None
     deadline = time.monotonic() + 60
@@ -388,6 +389,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", default=None, help="where the servers store (default $TMPDIR)")
     parser.add_argument("--skip", action="append", default=[], choices=("rclone", "nginx"),
                         help="leave a peer out")
+    parser.add_argument("--vsm-args", default="", metavar="ARGS",
+                        help="more options for vsm serve, e.g. '--threads 8'")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--memory", action="store_true", help="run the memory benchmark")
     parser.add_argument("--memory-uploads", type=int, default=16)
@@ -399,7 +402,8 @@ def main(argv=None) -> int:
     directory = tempfile.mkdtemp(prefix="vsm-bench-serve-", dir=options.dir)
     results: Dict[str, Dict[str, float]] = {}
     try:
-        starters = [("vsm", lambda: start_vsm(directory, options.workers))]
+        starters = [("vsm", lambda: start_vsm(directory, options.workers,
+                                              options.vsm_args.split()))]
         if "rclone" not in options.skip:
             starters.append(("rclone", lambda: start_rclone(directory)))
         if "nginx" not in options.skip:
