@@ -37,6 +37,8 @@ STOP_TIMEOUT = 15.0
 
 _PR_SET_PDEATHSIG = 1
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 
 class _StopRequested(Exception):
     """SIGTERM or SIGINT arrived in the parent."""
@@ -111,12 +113,20 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         parent = os.getpid()
-        pid = os.fork()
+        # Until the child has its own handlers, a signal must not run the parent's
+        # (which would make the child act as the supervisor): hold them across fork().
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         if pid == 0:  # the child: never returns
             code = 1
             try:
                 signal.signal(signal.SIGTERM, _exit_on_signal)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 _die_with_parent(parent)
                 code = self._run_worker(self._socket)
             except (KeyboardInterrupt, SystemExit):
