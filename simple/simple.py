@@ -97,10 +97,9 @@ class SimpleStorage(StorageModule):
         self._require_storage_dir()
         directory = os.path.dirname(path)
         with self._converted(module_data):
-            os.makedirs(directory, exist_ok=True)
             temp_path = os.path.join(directory, "%s%s-%s" % (
                 _TEMP_PREFIX, os.path.basename(path), uuid.uuid4().hex[:8]))
-            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _create_in_shard(directory, temp_path)
         try:
             with os.fdopen(fd, "wb", buffering=0) as temp_file, self._converted(module_data):
                 written = _copy_stream(stream, temp_file)
@@ -166,8 +165,12 @@ class SimpleStorage(StorageModule):
             try:
                 os.unlink(path)
             except FileNotFoundError:
-                return
-        self._count(deletes=1)
+                deleted = False  # already gone; a failed assign may have left its shard
+            else:
+                deleted = True
+        _remove_empty_shards(os.path.dirname(path), self.storage_dir)
+        if deleted:
+            self._count(deletes=1)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the file's size in bytes.
@@ -253,6 +256,47 @@ def _copy_stream(source: BinaryIO, target) -> int:
         while view:
             view = view[target.write(view):]
         written += len(chunk)
+
+
+#: Attempts at creating a temporary file in a shard directory that a
+#: concurrent delete may remove between ``makedirs`` and ``open``.
+_SHARD_ATTEMPTS = 5
+
+
+def _create_in_shard(directory: str, temp_path: str) -> int:
+    """Create the shard ``directory`` and the new file ``temp_path`` in it; return its fd.
+
+    A delete in another thread or process removes shard directories it
+    empties (:func:`_remove_empty_shards`), possibly between our ``makedirs``
+    and ``open``: then the directory is created again, a bounded number of
+    times. OS errors propagate.
+    """
+    for attempt in range(_SHARD_ATTEMPTS):
+        try:  # makedirs too: the parent shard may go between its two mkdir calls
+            os.makedirs(directory, exist_ok=True)
+            return os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            if attempt == _SHARD_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _remove_empty_shards(directory: str, storage_dir: str) -> None:
+    """Remove ``directory`` and its parents while empty, stopping at ``storage_dir``.
+
+    Deleting the last object of a shard must not leave empty directories
+    behind (issue 15, point 8). A shard that is not empty, already gone, or
+    cannot be removed is left as it is: the delete itself succeeded.
+    """
+    storage_dir = os.path.abspath(storage_dir)
+    while os.path.dirname(directory) and directory.startswith(storage_dir + os.sep):
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # not empty (ENOTEMPTY/EEXIST), or not ours to remove
+        directory = os.path.dirname(directory)
 
 
 def _fsync_directory(directory: str) -> None:

@@ -15,12 +15,15 @@ environment:
 
     VSM_DATA_DIR=/srv/vsm gunicorn --threads 8 modules.host.wsgi:application
 
-The application is built when this module is first imported.
+The application is built when this module is first imported, after the
+eggs in the data directory's ``eggs/`` folder are put on the path (see
+:mod:`modules.host.eggs`).
 """
 import os
 
 from modules.host.access_log import OFF, STDERR, configure_access_log
 from modules.host.app import make_app
+from modules.host.eggs import egg_paths, load_eggs
 from modules.host.pipeline import METRICS_AUTH, build_application
 
 __all__ = ["application", "DATA_DIR_ENV", "DEFAULT_DATA_DIR", "ACCESS_LOG_ENV", "METRICS_ENV"]
@@ -37,8 +40,9 @@ ACCESS_LOG_ENV = "VSM_ACCESS_LOG"
 #: Environment variable: how ``/metrics`` is served.
 METRICS_ENV = "VSM_METRICS"
 
+_data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+load_eggs(egg_paths(_data_dir))  # the data directory's eggs/*.egg, before any module loads
 _access_log = os.environ.get(ACCESS_LOG_ENV) or STDERR
 configure_access_log(_access_log)
-application = build_application(make_app(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
-                                access_log=_access_log != OFF,
+application = build_application(make_app(_data_dir), access_log=_access_log != OFF,
                                 metrics=os.environ.get(METRICS_ENV) or METRICS_AUTH)
