@@ -220,11 +220,21 @@ class Authenticator:
         failures = self.throttle.failed(client)
         delay = self.throttle.wait_for(client)
         credentials = basic_credentials(header)
-        user = credentials[0] if credentials else "(malformed %s credentials)" % (
-            header.strip().partition(" ")[0][:20] or "empty")
+        user = credentials[0] if credentials else _describe_scheme(header)
         log.warning("failed login from %s as user %r (%d failure(s)%s)", client, user[:64],
                     failures, "; next attempt allowed in %d s" % delay if delay else "")
         return _unauthorized([("Retry-After", str(delay))] if delay else [])
+
+
+#: Authorization schemes named in the log when credentials are not usable basic ones.
+_KNOWN_SCHEMES = ("basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual",
+                  "aws4-hmac-sha256")
+
+
+def _describe_scheme(header: str) -> str:
+    """Name the scheme of unusable credentials, and never more (the rest may be a secret)."""
+    scheme = header.strip().partition(" ")[0].lower()
+    return "(unusable %s credentials)" % (scheme if scheme in _KNOWN_SCHEMES else "unknown-scheme")
 
 
 def _unauthorized(extra: Optional[List[Tuple[str, str]]] = None) -> Refusal:

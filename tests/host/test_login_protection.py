@@ -161,3 +161,19 @@ class TestUtf8CredentialsEndToEnd(unittest.TestCase):
                               password_file, "mirror/by-vsm", sample],
                              env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
         self.assertEqual(vsm.returncode, 0, vsm.stderr)
+
+
+class TestFailedLoginLogNeverShowsSecrets(unittest.TestCase):
+
+    def test_a_header_without_scheme_is_not_logged(self):
+        """An ``Authorization`` value that is just a password must not reach the log."""
+        authenticator = Authenticator("right")
+        with self.assertLogs("modules.host.auth", logging.WARNING) as logs:
+            for header in ("hunter2-secret", "Basic hunter2-secret", "Bearer hunter2-secret"):
+                self.assertEqual(authenticator.refusal({"REMOTE_ADDR": "192.0.2.9",
+                                                        "HTTP_AUTHORIZATION": header}).status,
+                                 401)
+        text = "\n".join(logs.output)
+        self.assertNotIn("hunter2", text)
+        self.assertIn("unknown-scheme", text)
+        self.assertIn("bearer", text)
