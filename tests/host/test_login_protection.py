@@ -114,6 +114,8 @@ class TestAuthenticator(unittest.TestCase):
 class TestLoginProtectionOverHTTP(HostTestCase):
 
     def test_guessing_gets_429_with_retry_after(self):
+        # Waits of a minute, so that a slow machine cannot outlast them during the test.
+        self.host.app.authenticator.throttle = LoginThrottle(base_delay=60)
         answers = []
         for attempt in range(8):
             response = requests.get(self.host.url + CONFIG, timeout=10,

@@ -245,7 +245,7 @@ class TestSlowClients(unittest.TestCase):
                 sock.sendall(b"GET / HTTP/1.1\r\n")
                 started = time.monotonic()
                 answer = b""
-                for _ in range(40):  # one header byte every 0.1 s: never finishing on time
+                for _ in range(100):  # one header byte every 0.1 s: never finishing on time
                     try:
                         sock.sendall(b"X")
                     except OSError:
@@ -260,7 +260,7 @@ class TestSlowClients(unittest.TestCase):
                     except OSError:
                         break
                 elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 3.5, "the server waited for the whole trickle")
+        self.assertLess(elapsed, 8, "the server waited for the whole trickle")
         self.assertTrue(answer == b"" or b" 408 " in answer.split(b"\r\n", 1)[0], answer[:100])
 
     def test_a_body_may_pause_longer_than_the_header_deadline(self):
