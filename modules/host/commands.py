@@ -153,8 +153,13 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
     if options.spool_dir:
         print("vsm serve: --spool-dir is ignored: request bodies are streamed, nothing is "
               "spooled", file=sys.stderr)
+    given = os.environ.get(MULTIPROC_ENV)
+    if given and options.metrics != METRICS_OFF and not os.path.isdir(given):
+        print("vsm serve: $%s names %s, which is not a directory; create it (empty) or unset "
+              "the variable" % (MULTIPROC_ENV, given), file=sys.stderr)
+        return EXIT_FAILED
     multiproc_dir = None
-    if workers > 1 and options.metrics != METRICS_OFF and not os.environ.get(MULTIPROC_ENV):
+    if workers > 1 and options.metrics != METRICS_OFF and not given:
         # Before prometheus_client is imported: the workers' request counts go to files
         # there, and each scrape adds them up (prometheus_client's multiprocess mode).
         multiproc_dir = tempfile.mkdtemp(prefix="vsm-metrics-")
