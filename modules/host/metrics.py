@@ -173,7 +173,7 @@ class Metrics:
         with self._policies_lock:
             if policy in self._policies:
                 return policy
-            if status < "400" and len(status) == 3 and len(self._policies) < MAX_POLICIES:
+            if status.isdigit() and int(status) < 400 and len(self._policies) < MAX_POLICIES:
                 self._policies.add(policy)
                 return policy
         return "other"

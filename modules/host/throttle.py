@@ -106,11 +106,6 @@ class LoginThrottle:
                 self._clients.popitem(last=False)
             return entry.failures
 
-    def delay(self, client: str) -> float:
-        """Return the seconds ``client`` must wait from now (0 when it may try)."""
-        wait = self.wait_for(client)
-        return 0.0 if wait is None else float(wait)
-
     def succeeded(self, client: str) -> None:
         """Forget ``client``'s failures."""
         with self._lock:
