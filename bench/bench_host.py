@@ -1,8 +1,8 @@
-"""Benchmark the host against a bare waitress baseline measured in the same run.
+"""Benchmark the host against a bare cheroot baseline measured in the same run.
 
     python bench/bench_host.py [--size-mib 100] [--small 400] [--json]
 
-Baseline: a trivial WSGI application on the same waitress settings that
+Baseline: a trivial WSGI application on the same server settings (HostServer, cheroot) that
 swallows uploads and serves bytes from memory (the cost of HTTP alone).
 Measured: the host storing through ``loc-a`` (one SimpleStorage) and
 ``mirror`` (the replica over three), large objects with curl-like streaming
@@ -13,7 +13,6 @@ target (targets in ``TARGETS``).
 import argparse
 import concurrent.futures
 import json
-import logging
 import os
 import shutil
 import sys
@@ -138,7 +137,6 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 below a target ratio")
     options = parser.parse_args(argv)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 16 clients queue by design
     size = options.size_mib * MIB
     work = tempfile.mkdtemp(prefix="vsm-bench-")
     try:

@@ -6,8 +6,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from modules.errors import LocationUnavailable, StorageError
 
-from modules.host.auth import ADMIN_USER, PASSWORD_ENV, AdminPassword, check_basic_auth, \
-    load_admin_password
+from modules.host.auth import AdminPassword, Authenticator, load_admin_password
 from modules.host.config_api import CONFIG_PREFIX, ConfigService, module_statistics
 from modules.host.defaults import ensure_default_configuration
 from modules.host.garbage import GarbageCollector
@@ -27,8 +26,6 @@ from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store, string_arg
 __all__ = ["HostApp", "make_app"]
 
 log = logging.getLogger(__name__)
-
-_REALM = 'Basic realm="vsm", charset="UTF-8"'
 
 
 class HostApp:
@@ -65,6 +62,7 @@ class HostApp:
             self.password = AdminPassword(admin_password, "argument", "")
         else:
             self.password = load_admin_password(self.data_dir)
+        self.authenticator = Authenticator(self.password.secret)
         self.store = Store(os.path.join(self.data_dir, DB_FILENAME), pool_size=pool_size)
         try:
             self.created_defaults = (ensure_default_configuration(self.store, self.data_dir)
@@ -141,11 +139,10 @@ class HostApp:
                              "and %s<name>" % (path[:200], CONFIG_PREFIX))
 
     def _authenticate(self, environ: Dict[str, Any]) -> None:
-        if not check_basic_auth(environ.get("HTTP_AUTHORIZATION"), self.password.secret):
-            raise HttpError(401, "log in as %r with HTTP basic authentication; the password is "
-                                 "in the host's data directory (file admin-password) or in %s"
-                            % (ADMIN_USER, PASSWORD_ENV),
-                            headers=[("WWW-Authenticate", _REALM)])
+        refusal = self.authenticator.refusal(environ)
+        if refusal is not None:
+            raise HttpError(refusal.status, refusal.message, headers=refusal.headers,
+                            error="TooManyRequests" if refusal.status == 429 else None)
 
     def _health(self, request: Request) -> Response:
         """Unauthenticated liveness check for load balancers: the database answers."""

@@ -6,10 +6,12 @@
 import hashlib
 import json
 import os
+import unicodedata
 from typing import Any, BinaryIO, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import quote
 
 import requests
+import requests.auth
 import urllib3
 
 __all__ = ["HostClient", "HostError", "object_path", "split_target", "read_password",
@@ -73,6 +75,8 @@ def object_path(policy: str, key: str) -> str:
 class HostClient:
     """Talk to the host at ``url`` as the administrator.
 
+    The credentials are sent as UTF-8 (RFC 7617), so any password works.
+
     Args:
         url: the host's base URL.
         password: the administrator's password.
@@ -85,7 +89,10 @@ class HostClient:
         self.url = url.rstrip("/")
         self._timeout = timeout
         self._session = requests.Session()
-        self._session.auth = ("administrator", password)
+        # requests encodes str credentials as Latin-1; the host expects UTF-8 (RFC 7617
+        # charset="UTF-8", NFC-normalised), so hand it the bytes.
+        self._session.auth = requests.auth.HTTPBasicAuth(
+            b"administrator", unicodedata.normalize("NFC", password).encode("utf-8"))
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -276,6 +283,6 @@ def read_password(password_file: Optional[str], environ=None) -> Optional[str]:
     if environ.get("VSM_ADMIN_PASSWORD"):
         return environ["VSM_ADMIN_PASSWORD"]
     if password_file and os.path.exists(password_file):
-        with open(password_file) as file:
+        with open(password_file, encoding="utf-8") as file:
             return file.read().strip() or None
     return None

@@ -14,6 +14,7 @@ import json
 import mimetypes
 import os
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -34,13 +35,18 @@ from modules.host.client import (
     split_target,
 )
 from modules.host.defaults import DEFAULT_POLICY
+from modules.host.access_log import STDERR, configure_access_log
+from modules.host.pipeline import METRICS_AUTH, METRICS_OFF, METRICS_PUBLIC, build_application
 from modules.host.server import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PORT,
     DEFAULT_THREADS,
     HostServer,
+    listening_socket,
+    socket_url,
 )
+from modules.host.workers import WorkerPool
 
 __all__ = ["register", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_AUTH",
            "EXIT_UNREACHABLE", "EXIT_UNAVAILABLE"]
@@ -58,6 +64,9 @@ DATA_DIR_ENV = "VSM_DATA_DIR"
 
 #: The data directory when neither ``--data-dir`` nor the variable is given.
 DEFAULT_DATA_DIR = "vsm-data"
+
+#: The environment variable switching prometheus_client to multiprocess mode.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Objects per repair step, and the count from which repair shows a progress bar.
 REPAIR_BATCH = 100
@@ -82,11 +91,13 @@ def register(subparsers) -> None:
 
 def _register_serve(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run the host (the platform's WSGI application) on waitress",
-        description="Serve the provisioning API, /objects/<policy>/<key> and the status page. "
-                    "On the first start of an empty data directory it configures three local "
-                    "locations (loc-a, loc-b, loc-c) and the policy 'mirror' over them, and "
-                    "generates the administrator password. Stops on Ctrl+C or SIGTERM.",
+        "serve", help="run the host (the platform's WSGI application) on cheroot",
+        description="Serve the provisioning API, /objects/<policy>/<key>, the status page and "
+                    "/metrics from the data directory (default ./%s: run it where that "
+                    "directory should live, or pass --data-dir). On the first start of an empty "
+                    "data directory it configures three local locations (loc-a, loc-b, loc-c, "
+                    "under DATA_DIR/locations) and the policy 'mirror' over them, and generates "
+                    "the administrator password. Stops on Ctrl+C or SIGTERM." % DEFAULT_DATA_DIR,
         epilog="exit codes: 0 stopped normally, 1 cannot start (the message says why)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on (default %(default)s; anything but loopback "
@@ -96,18 +107,37 @@ def _register_serve(subparsers) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="database, password and default locations (default $%s or ./%s)"
                              % (DATA_DIR_ENV, DEFAULT_DATA_DIR))
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes sharing the port, each with its own module instances "
+                             "(default: the number of cores, %d here; 1 serves in this process)"
+                             % _cores())
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="worker threads (default %(default)s)")
+                        help="threads per process (default %(default)s)")
     parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE,
-                        metavar="BYTES", help="largest upload accepted (default 64 GiB)")
+                        metavar="BYTES", help="largest upload accepted (default 64 GiB; larger "
+                                              "ones get 413 before any byte is read)")
+    parser.add_argument("--access-log", default=STDERR, metavar="PATH|-|off",
+                        help="one line per request to this file, '-' for stderr (default) or "
+                             "'off'")
+    parser.add_argument("--metrics", default=METRICS_AUTH,
+                        choices=(METRICS_AUTH, METRICS_PUBLIC, METRICS_OFF),
+                        help="Prometheus metrics at /metrics: behind the administrator's login "
+                             "(auth, default), open to anyone who reaches the port (public), "
+                             "or not served (off)")
     parser.add_argument("--spool-dir", metavar="DIR",
-                        help="where waitress spools upload bodies over 512 KiB before the "
-                             "module stores them (default $TMPDIR or /tmp); needs room for "
-                             "the uploads in flight")
+                        help="ignored: request bodies are streamed to the modules, nothing is "
+                             "spooled (kept so that existing command lines still work)")
     parser.add_argument("--egg", action="append", default=[], metavar="PATH.egg",
                         help="put a module's egg on the path before starting (repeatable); the "
-                             "data directory's eggs/*.egg are loaded too")
+                             "data directory's eggs/*.egg are loaded too (by every worker)")
     parser.set_defaults(func=_serve)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
@@ -116,32 +146,67 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
 
     out = out or sys.stdout
     data_dir = os.path.abspath(_data_dir(options.data_dir))
+    workers = options.workers if options.workers is not None else _cores()
+    if workers < 1 or options.threads < 1:
+        print("vsm serve: --workers and --threads must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     if options.spool_dir:
+        print("vsm serve: --spool-dir is ignored: request bodies are streamed, nothing is "
+              "spooled", file=sys.stderr)
+    given = os.environ.get(MULTIPROC_ENV)
+    if given and options.metrics != METRICS_OFF and not os.path.isdir(given):
+        print("vsm serve: $%s names %s, which is not a directory; create it (empty) or unset "
+              "the variable" % (MULTIPROC_ENV, given), file=sys.stderr)
+        return EXIT_FAILED
+    multiproc_dir = None
+    if workers > 1 and options.metrics != METRICS_OFF and not given:
+        # Before prometheus_client is imported: the workers' request counts go to files
+        # there, and each scrape adds them up (prometheus_client's multiprocess mode).
+        multiproc_dir = tempfile.mkdtemp(prefix="vsm-metrics-")
+        os.environ[MULTIPROC_ENV] = multiproc_dir
+    try:
         try:
-            os.makedirs(options.spool_dir, mode=0o700, exist_ok=True)
+            configure_access_log(options.access_log)
         except OSError as error:
-            print("vsm serve: cannot use --spool-dir %s: %s" % (options.spool_dir, error.strerror),
+            print("vsm serve: cannot open the access log %s: %s"
+                  % (options.access_log, error.strerror), file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            # Before the workers fork: each inherits the path (and loads modules from it).
+            load_eggs(egg_paths(data_dir, options.egg))
+            app = make_app(data_dir)
+        except (ConfigurationError, StorageError, OSError) as error:
+            print("vsm serve: cannot start: %s" % error, file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            sock = listening_socket(options.host, options.port)
+        except (OSError, ValueError) as error:
+            app.close()
+            print("vsm serve: cannot listen on %s:%s: %s" % (options.host, options.port, error),
                   file=sys.stderr)
             return EXIT_FAILED
-        tempfile.tempdir = os.path.abspath(options.spool_dir)  # waitress spools via tempfile
-    try:
-        load_eggs(egg_paths(data_dir, options.egg))
-        app = make_app(data_dir)
-    except (ConfigurationError, StorageError, OSError) as error:
-        print("vsm serve: cannot start: %s" % error, file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        server = HostServer(app, host=options.host, port=options.port, threads=options.threads,
-                            max_body_size=options.max_body_size)
-    except (OSError, ValueError) as error:
-        app.close()
-        print("vsm serve: cannot listen on %s:%s: %s" % (options.host, options.port, error),
-              file=sys.stderr)
-        return EXIT_FAILED
+        if workers == 1:
+            return _serve_here(options, app, sock, out)
+        return _serve_workers(options, app, sock, workers, out)
+    finally:
+        if multiproc_dir is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _wrap(options: argparse.Namespace, app):
+    return build_application(app, access_log=options.access_log != "off",
+                             metrics=options.metrics)
+
+
+def _serve_here(options: argparse.Namespace, app, sock, out: TextIO) -> int:
+    """``--workers 1``: serve in this process."""
+    server = HostServer(_wrap(options, app), sock=sock, threads=options.threads,
+                        max_body_size=options.max_body_size)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_signal)  # before the banner: tools wait for it
     try:
-        _print_banner(out, app, server)
+        _print_banner(out, app, server.url, server.host, 1, options.threads)
         server.serve_forever()
     except (KeyboardInterrupt, SystemExit):
         pass  # a signal during the banner: serve_forever handles the later ones itself
@@ -152,12 +217,55 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
     return EXIT_OK
 
 
+def _serve_workers(options: argparse.Namespace, app, sock, workers: int, out: TextIO) -> int:
+    """Pre-fork ``workers`` processes on ``sock``; each builds its own application."""
+    from modules.host.app import make_app
+
+    data_dir = app.data_dir
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_signal)  # until the pool takes over
+    try:
+        _print_banner(out, app, socket_url(sock), sock.getsockname()[0], workers, options.threads)
+    except (KeyboardInterrupt, SystemExit):
+        sock.close()
+        print("vsm serve: stopped", file=out, flush=True)
+        return EXIT_OK
+    finally:
+        app.close()  # each worker opens its own: nothing is shared across fork
+
+    def run_worker(shared) -> int:
+        child_app = make_app(data_dir)
+        server = HostServer(_wrap(options, child_app), sock=shared, threads=options.threads,
+                            max_body_size=options.max_body_size, multiprocess=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.shutdown(timeout=0)
+            child_app.close()
+        return EXIT_OK
+
+    def worker_ended(pid: int) -> None:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)
+
+    try:
+        status = WorkerPool(sock, workers, run_worker, on_exit=worker_ended).run()
+    except (KeyboardInterrupt, SystemExit):  # arrived before the pool set its own handlers
+        status = 0
+    sock.close()
+    print("vsm serve: stopped", file=out, flush=True)
+    return EXIT_OK if status == 0 else EXIT_FAILED
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(0)
 
 
-def _print_banner(out: TextIO, app, server: HostServer) -> None:
-    url = server.url.rstrip("/")
+def _print_banner(out: TextIO, app, url: str, listen_host: str, workers: int,
+                  threads: int) -> None:
+    url = url.rstrip("/")
     password = app.password
     if password.source == "environment":
         where = "taken from $%s" % PASSWORD_ENV
@@ -168,8 +276,10 @@ def _print_banner(out: TextIO, app, server: HostServer) -> None:
     modules = app.store.list_modules()
     names = [config.name for config in modules]
     policy = DEFAULT_POLICY if DEFAULT_POLICY in names else (names[0] if names else DEFAULT_POLICY)
-    lines = ["vsm host: serving %s" % app.data_dir,
-             "Listening on %s/  (status page; log in as administrator)" % url]
+    lines = ["vsm host: serving %s (the database, the password and the default locations "
+             "live there)" % app.data_dir,
+             "Listening on %s/  (status page; log in as administrator)" % url,
+             "Workers: %d process(es) x %d threads" % (workers, threads)]
     if password.generated:
         lines.append("Administrator password: %s  (generated now and shown only this once; %s)"
                      % (password.secret, where))
@@ -180,12 +290,13 @@ def _print_banner(out: TextIO, app, server: HostServer) -> None:
     lines += ["Loaded egg: %s %s (%s)" % (egg.name, egg.version, egg.path) for egg in loaded_eggs()]
     lines += [
         "Try:",
+        "  echo hello > hello.txt",
         "  curl -u %s -T hello.txt %s/objects/%s/hello.txt" % (credentials, url, policy),
         "  curl -u %s %s/objects/%s/hello.txt" % (credentials, url, policy),
         "  curl -u %s %s/cdmi/system_configuration/vendor_modules/%s" % (credentials, url, policy),
         "Stop with Ctrl+C.",
     ]
-    if server.host not in ("127.0.0.1", "::1", "localhost"):
+    if listen_host not in ("127.0.0.1", "::1", "localhost"):
         lines.append("WARNING: listening beyond loopback; HTTP basic auth sends the password in "
                      "clear. Put a TLS proxy in front.")
     out.write("\n".join(lines) + "\n")

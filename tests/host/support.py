@@ -1,4 +1,4 @@
-"""Real hosts for the tests: waitress on a free loopback port, in a thread or a process."""
+"""Real hosts for the tests: cheroot on a free loopback port, in a thread or a process."""
 import os
 import re
 import shutil
@@ -32,7 +32,7 @@ def replica_available() -> bool:
 
 
 class RunningHost:
-    """A host application served by waitress in a background thread.
+    """A host application served by cheroot (:class:`HostServer`) in a background thread.
 
     ``stop()`` shuts the server down, joins its thread and closes the app;
     ``restart()`` does that and serves the same data directory again.
@@ -154,7 +154,12 @@ _MANIFEST_START = b'{"algorithm":"'  # manifests are sorted JSON: the algorithm 
 
 
 class HostProcess:
-    """``python -m modules serve`` in a subprocess on a free port; ``url`` and ``pid``."""
+    """``python -m modules serve`` in a subprocess on a free port; ``url`` and ``pid``.
+
+    It serves in one process (``--workers 1``) unless ``args`` name
+    ``--workers``, so that ``pid`` is the process that serves (peak RSS,
+    ``kill -9``).
+    """
 
     def __init__(self, data_dir: str, extra_env: Optional[Dict[str, str]] = None,
                  password: Optional[str] = PASSWORD, args: List[str] = ()):
@@ -164,6 +169,8 @@ class HostProcess:
         if password is not None:
             env["VSM_ADMIN_PASSWORD"] = password
         env.update(extra_env or {})
+        if "--workers" not in args:
+            args = ["--workers", "1"] + list(args)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modules", "serve", "--port", "0", "--data-dir", data_dir]
             + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
@@ -186,6 +193,17 @@ class HostProcess:
             self.process.kill()
             _, error = self.process.communicate(timeout=10)
             raise AssertionError("vsm serve did not start: %s %s" % (self.banner, error))
+        # Keep reading what it prints (the access log goes to stderr): a full pipe would
+        # block the server.
+        self._output: List[str] = []
+        self._readers = [threading.Thread(target=self._drain, args=(stream,), daemon=True)
+                         for stream in (self.process.stdout, self.process.stderr)]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self._output.append(line)
 
     def peak_rss(self) -> int:
         """Return the process's peak resident memory in bytes (VmHWM)."""
@@ -196,8 +214,23 @@ class HostProcess:
         raise AssertionError("no VmHWM for %d" % self.pid)
 
     def stop(self) -> str:
-        """Send SIGTERM, wait, and return what the server printed afterwards."""
+        """Send SIGTERM, wait, and return what the server printed afterwards.
+
+        Raises:
+            AssertionError: the server did not stop within 30 s (it is then killed).
+        """
         if self.process.poll() is None:
             self.process.terminate()
-        out, error = self.process.communicate(timeout=30)
-        return out + error
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+            raise AssertionError("vsm serve did not stop within 30 s of SIGTERM: %s"
+                                 % self._collected()[-2000:]) from None
+        return self._collected()
+
+    def _collected(self) -> str:
+        for reader in self._readers:
+            reader.join(10)
+        return "".join(self._output)

@@ -1,0 +1,293 @@
+"""``HostServer`` (cheroot): streamed bodies, 100 Continue only on demand, refusals cost no body.
+
+Issue 11 item 2: a PUT without credentials got ``100 Continue`` and its whole
+body was spooled before the application could answer 401.
+"""
+import base64
+import os
+import socket
+import threading
+import time
+import unittest
+
+import requests
+
+from modules.host.server import HostServer
+from tests.host.support import AUTH, HostTestCase
+
+_GOOD = "Authorization: Basic %s\r\n" % base64.b64encode(("%s:%s" % AUTH).encode()).decode()
+
+
+def _read_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Read until the peer closes or ``timeout`` passes; return everything received."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _head_of(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[0]
+
+
+class TestExpectContinue(HostTestCase):
+    """Issue 11 item 2: ``100 Continue`` only once the application reads the body."""
+
+    def setUp(self):
+        super().setUp()
+        self.host.simple("s")
+        self.address = ("127.0.0.1", self.host.server.port)
+
+    def _send_head(self, head: str) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(head.encode())
+        return sock
+
+    def test_no_credentials_get_401_without_100_and_the_connection_closes(self):
+        for auth in ("", "Authorization: Basic YWRtaW5pc3RyYXRvcjp3cm9uZw==\r\n"):
+            with self.subTest(auth=auth):
+                sock = self._send_head("PUT /objects/s/big HTTP/1.1\r\nHost: x\r\n%s"
+                                       "Content-Length: 1000000000\r\nExpect: 100-continue\r\n"
+                                       "\r\n" % auth)
+                answer = _read_answer(sock)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer[:200])
+                self.assertNotIn(b"100 Continue", answer)
+                self.assertIn(b"connection: close", _head_of(answer).lower())
+                # _read_answer returned before its timeout: the server closed the connection.
+
+    def test_unknown_policy_and_oversized_bodies_are_refused_before_the_body(self):
+        cases = (("PUT /objects/nowhere/x HTTP/1.1", "Content-Length: 100000000", b" 404 "),
+                 ("PUT /objects/s/x HTTP/1.1", "Content-Length: %d" % (2 * 1024 ** 5), b" 413 "))
+        for line, length, status in cases:
+            with self.subTest(line=line):
+                sock = self._send_head("%s\r\nHost: x\r\n%s%s\r\nExpect: 100-continue\r\n\r\n"
+                                       % (line, _GOOD, length))
+                answer = _read_answer(sock)
+                self.assertIn(status, answer.split(b"\r\n", 1)[0], answer[:200])
+                self.assertNotIn(b"100 Continue", answer)
+
+    def test_authenticated_upload_gets_100_then_stores_the_body(self):
+        body = os.urandom(300000)
+        sock = self._send_head("PUT /objects/s/ok HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n"
+                               "Expect: 100-continue\r\nConnection: close\r\n\r\n"
+                               % (_GOOD, len(body)))
+        sock.settimeout(10)
+        interim = sock.recv(4096)
+        self.assertEqual(interim, b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = _read_answer(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 201 "), answer[:300])
+        self.assertEqual(self.host.request("GET", "/objects/s/ok").content, body)
+
+    def test_http_10_clients_get_no_interim_answer(self):
+        sock = self._send_head("PUT /objects/s/old HTTP/1.0\r\nHost: x\r\n%sContent-Length: 5\r\n"
+                               "Expect: 100-continue\r\n\r\nhello" % _GOOD)
+        answer = _read_answer(sock)
+        self.assertNotIn(b"100 Continue", answer)
+        self.assertIn(b" 201 ", answer.split(b"\r\n", 1)[0])
+
+    def test_a_body_sent_without_waiting_still_gets_its_answer(self):
+        """The refusal is read by the client even though it sent 20 MB (lingering close)."""
+        started = time.monotonic()
+        response = requests.put(self.host.url + "/objects/s/x", data=b"\0" * 20000000,
+                                timeout=30)
+        self.assertEqual(response.status_code, 401)
+        self.assertLess(time.monotonic() - started, 20)
+        self.assertEqual(self.host.request("GET", "/objects/s/").json()["objects"], [])
+
+    def test_small_unread_bodies_keep_the_connection(self):
+        session = requests.Session()
+        self.addCleanup(session.close)
+        for _ in range(3):
+            response = session.put(self.host.url + "/objects/s/x", data=b"tiny", timeout=10)
+            self.assertEqual(response.status_code, 401)
+            self.assertNotEqual(response.headers.get("Connection", "").lower(), "close")
+
+
+class TestStreaming(unittest.TestCase):
+    """Request bodies reach the application while the client is still sending (no spool)."""
+
+    def test_the_application_reads_before_the_body_is_complete(self):
+        first_read = threading.Event()
+        finished = {}
+
+        def app(environ, start_response):
+            stream = environ["wsgi.input"]
+            total = len(stream.read(65536))
+            first_read.set()
+            while True:
+                chunk = stream.read(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+            finished["total"] = total
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n"
+                         b"Connection: close\r\n\r\n" + b"a" * 1000000)
+            self.assertTrue(first_read.wait(10), "the application saw no byte of a half-sent "
+                                                 "body: the server buffers bodies")
+            sock.sendall(b"b" * 1000000)
+            answer = _read_answer(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertEqual(finished["total"], 2000000)
+
+    def test_shutdown_from_another_thread_and_before_serving(self):
+        server = HostServer(lambda environ, start: [], host="127.0.0.1", port=0)
+        self.assertTrue(server.shutdown(timeout=1))
+        server = HostServer(lambda environ, start: [], host="127.0.0.1", port=0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        time.sleep(0.1)
+        self.assertTrue(server.shutdown(timeout=10))
+        thread.join(10)
+        self.assertFalse(thread.is_alive())
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+class TestFileWrapper(unittest.TestCase):
+    """``wsgi.file_wrapper`` answers go out with sendfile, through the access log and metrics."""
+
+    def setUp(self):
+        import tempfile
+        handle, self.path = tempfile.mkstemp(prefix="vsm-sendfile-")
+        os.close(handle)
+        self.addCleanup(os.unlink, self.path)
+        self.data = os.urandom(3 * 1024 * 1024 + 17)
+        with open(self.path, "wb") as file:
+            file.write(self.data)
+
+    def serve(self, app):
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        return server.url
+
+    def test_sendfile_from_the_file_position_through_the_middleware(self):
+        import io
+        import logging
+        from unittest import mock
+
+        from modules.host.access_log import AccessLog
+
+        offset = 1000
+        opened = []
+
+        def app(environ, start_response):
+            file = open(self.path, "rb")
+            opened.append(file)
+            file.seek(offset)
+            start_response("200 OK", [("Content-Length", str(len(self.data) - offset))])
+            return environ["wsgi.file_wrapper"](file)
+
+        stream = io.StringIO()
+        logger = logging.getLogger("test-sendfile")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler = logging.StreamHandler(stream)
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        url = self.serve(AccessLog(app, logger=logger))
+        with mock.patch.object(socket.socket, "sendfile", autospec=True,
+                               side_effect=socket.socket.sendfile) as sendfile:
+            response = requests.get(url + "x", timeout=30)
+        self.assertEqual(response.content, self.data[offset:])
+        self.assertEqual(sendfile.call_count, 1, "the body went out with sendfile")
+        self.assertTrue(opened[0].closed)
+        self.assertIn(" 200 %d " % (len(self.data) - offset), stream.getvalue())
+
+    def test_without_a_descriptor_the_wrapper_is_iterated(self):
+        import io
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", str(len(self.data)))])
+            return environ["wsgi.file_wrapper"](io.BytesIO(self.data), 65536)
+
+        url = self.serve(app)
+        self.assertEqual(requests.get(url + "x", timeout=30).content, self.data)
+
+
+class TestSlowClients(unittest.TestCase):
+    """A client trickling its headers (slowloris) loses its connection at the deadline."""
+
+    def test_headers_must_arrive_within_the_deadline(self):
+        from unittest import mock
+
+        server = HostServer(lambda environ, start: start("200 OK", []) or [b""],
+                            host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with mock.patch("modules.host.server.HEADER_DEADLINE", 1.0):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\n")
+                started = time.monotonic()
+                answer = b""
+                for _ in range(100):  # one header byte every 0.1 s: never finishing on time
+                    try:
+                        sock.sendall(b"X")
+                    except OSError:
+                        break
+                    sock.settimeout(0.1)
+                    try:
+                        answer += sock.recv(4096)
+                        if answer:
+                            break
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 8, "the server waited for the whole trickle")
+        self.assertTrue(answer == b"" or b" 408 " in answer.split(b"\r\n", 1)[0], answer[:100])
+
+    def test_a_body_may_pause_longer_than_the_header_deadline(self):
+        """After the headers, the connection's own timeout applies again (not the deadline)."""
+        from unittest import mock
+
+        def app(environ, start_response):
+            body = environ["wsgi.input"].read(10)
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with mock.patch("modules.host.server.HEADER_DEADLINE", 0.3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                for _ in range(2):  # twice: the second request on the same connection too
+                    sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+                    time.sleep(0.8)
+                    sock.sendall(b"0123456789")
+                    sock.settimeout(10)
+                    answer = b""
+                    for _ in range(10):  # the head and the body may come in two packets
+                        answer += sock.recv(4096)
+                        if answer.endswith(b"0123456789") or not answer.startswith(b"HTTP"):
+                            break
+                    self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
+                    self.assertTrue(answer.endswith(b"0123456789"), answer)
