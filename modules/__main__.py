@@ -1,6 +1,4 @@
 """``python -m modules``: the same as the ``vsm`` command."""
-import sys
+from modules.cli import console_main
 
-from modules.cli import main
-
-sys.exit(main())
+console_main()

@@ -6,7 +6,9 @@ which adds an ``argparse`` parser whose ``func(args)`` returns the exit code.
 import argparse
 import importlib
 import logging
+import os
 import sys
+import threading
 from typing import List, Optional
 
 __all__ = ["main", "build_parser"]
@@ -40,5 +42,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     return args.func(args)
 
 
+def console_main() -> None:
+    """The ``vsm`` command: :func:`main`, then exit with its code.
+
+    A thread still blocked in a call to a location that never answers
+    (``vsm serve`` stopped by SIGTERM while a location hangs) would keep the
+    interpreter from exiting, since Python joins such threads at exit; once
+    the command has finished and flushed its output, the process ends anyway.
+    """
+    code = main()
+    stuck = [thread for thread in threading.enumerate()
+             if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+    if stuck:
+        logging.getLogger(__name__).warning(
+            "exiting while %d thread(s) are still busy (%s): a location that does not answer?",
+            len(stuck), ", ".join(sorted({thread.name for thread in stuck}))[:200])
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
