@@ -244,6 +244,9 @@ class VerifiedReadStream(ReadStream):
         self._current = start
         self._copies[start].checked = True
         self._cached: Tuple[int, bytes] = (-1, b"")
+        #: (index, bytes, verification future or None) of the next block of a
+        #: copy read from a local file (see _block_local).
+        self._behind: Optional[Tuple[int, bytes, Any]] = None
         self._last_block = -1
         self._ahead: Dict[int, Any] = {}
         self._pending: Set[Any] = set()
@@ -277,6 +280,14 @@ class VerifiedReadStream(ReadStream):
         cached_index, cached = self._cached
         if cached_index == index:
             return cached
+        local = self._reads_local_file() if self._pool is not None else False
+        if local is not False:
+            # A local copy, or none opened yet: the first block is read here,
+            # which opens the copy and tells which kind it is.
+            data = self._block_local(index) if local else self._fetch(index)
+            self._cached = (index, data)
+            self._last_block = index
+            return data
         entry = self._ahead.pop(index, None)
         sequential = index == self._last_block + 1
         for stale in [key for key in self._ahead if key < index or not sequential]:
@@ -304,6 +315,81 @@ class VerifiedReadStream(ReadStream):
         self._cached = (index, data)
         self._last_block = index
         return data
+
+    def _reads_local_file(self) -> Optional[bool]:
+        """True when the copy being read is a local file (its stream has a descriptor).
+
+        None while that copy has no stream open yet.
+
+        Such a copy is read in the caller's thread, where a read is a memory
+        copy from the page cache, and only the hashing goes to a worker (see
+        :meth:`_block_local`). Other copies (remote servers) are read ahead
+        on workers, to hide their latency.
+        """
+        with self._lock:
+            stream = self._copies[self._current].stream
+        if stream is None:
+            return None
+        try:
+            stream.fileno()
+        except Exception:  # no descriptor: not a local file
+            return False
+        return True
+
+    def _block_local(self, index: int) -> bytes:
+        """Return block ``index`` of a local copy: read here, verified behind on a worker.
+
+        The next block is read here too, while a worker verifies this one, so
+        reading and hashing overlap; a block is returned only once verified
+        (a block that fails, or could not be read ahead, goes through
+        :meth:`_fetch`, which tries the other copies and reports damage).
+        """
+        pending, self._behind = self._behind, None
+        for stale in list(self._ahead):
+            self._ahead.pop(stale)  # worker read-ahead of an earlier remote copy; still runs
+        following = index + 1
+        if following < self.manifest.block_count():
+            self._behind = self._read_behind(following)
+        data = None
+        if pending is not None and pending[0] == index:
+            _, raw, future = pending
+            if future is None:
+                verified = self.manifest.verify_block(index, raw)
+            else:
+                verified = future.result()
+            data = raw if verified else None
+        return data if data is not None else self._fetch(index)
+
+    def _read_behind(self, index: int) -> Optional[Tuple[int, bytes, Any]]:
+        """Read block ``index`` from the current copy and start verifying it on a worker.
+
+        Returns None when it cannot be read now (:meth:`_fetch` then deals
+        with the copy when the block is wanted).
+        """
+        with self._lock:
+            if self.closed:
+                return None
+            copy = self._copies[self._current]
+            if copy.unusable is not None:
+                return None
+            try:
+                raw = self._read_raw(copy, index)
+            except StorageError:
+                return None
+        future = None
+        try:
+            if self._pool.reserve(1, 0):
+                try:
+                    future = self._pool.submit(self.manifest.verify_block, index, raw)
+                except StorageError:
+                    self._pool.release(1)
+        except StorageError:
+            future = None
+        if future is not None:
+            with self._pending_lock:
+                self._pending.add(future)
+            future.add_done_callback(self._finished)
+        return index, raw, future
 
     def _schedule(self, index: int) -> None:
         if self._pool is None:
@@ -526,6 +612,7 @@ class VerifiedReadStream(ReadStream):
             while self._pending:
                 self._all_done.wait()
         self._ahead.clear()
+        self._behind = None
         with self._lock:
             for copy in self._copies:
                 copy.drop()
