@@ -6,6 +6,7 @@ location added, marked draining, removed, replaced) exactly as a host does
 when an administrator changes the configuration.
 """
 import io
+import itertools
 import json
 import os
 import shutil
@@ -14,7 +15,12 @@ from types import MappingProxyType
 
 from modules import StorageModule
 from modules.context import make_context
-from modules.errors import ConfigurationError, InvalidModuleData, Unsupported
+from modules.errors import (
+    ConfigurationError,
+    InvalidModuleData,
+    LocationUnavailable,
+    Unsupported,
+)
 from modules.keys import sharded_key_for
 from modules.testing.faults import FaultyStorage
 from replica import module_data as formats
@@ -43,9 +49,14 @@ class ConstantPlacementStorage(SimpleStorage):
 class CrashingPlacementStorage(SimpleStorage):
     """A broken module: new_data_for raises a foreign exception or returns garbage."""
 
+    calls = itertools.count()
+
     def new_data_for(self, context, object_id):
-        if object_id.startswith(tuple("01234567")):
+        turn = next(self.calls) % 3  # each failure in turn, whatever the random ids
+        if turn == 0:
             raise RuntimeError("boom with password=hunter2")
+        if turn == 1:
+            raise LocationUnavailable("cannot reach https://user:hunter2@nas.example/dav")
         return 42
 
 
