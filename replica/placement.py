@@ -104,8 +104,9 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
     for location in missing:
         try:
             module = location.module(context)
-        except StorageError as error:
-            unplaced[location.name] = redact_text("cannot be resolved now: %s" % error)
+        except Exception as error:  # a platform resolver may raise anything: report it
+            unplaced[location.name] = redact_text("cannot be resolved now: %s" % (
+                location.translate(error, "getModule"),))
             continue
         if not supports_placement(module):
             unplaced[location.name] = (

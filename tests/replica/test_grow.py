@@ -283,6 +283,34 @@ class TestBrokenPlacement(GrowTestCase):
             self.assertEqual(os.listdir(self.dirs["c"]), [], broken)
 
 
+class TestUnresolvableAddedLocation(GrowTestCase):
+
+    def test_a_resolver_that_raises_costs_old_objects_nothing(self):
+        """An added named location whose resolution fails (the platform's resolver raises
+        anything) leaves old objects readable, deletable and repairable elsewhere."""
+        modules = {name: SimpleStorage(self.dirs[name]) for name in "ab"}
+
+        def resolve(name):
+            if name == "c":
+                raise RuntimeError("resolver broke")
+            return modules[name]
+        context = make_context(resolve)
+        before = ReplicaStorage("a", "b")
+        self.addCleanup(before.close)
+        module_data = before.new_data(context)
+        before.assign(context, module_data, io.BytesIO(b"old"))
+        grown = ReplicaStorage("a", "b", "c")
+        self.addCleanup(grown.close)
+        with grown.get_read_stream(context, module_data) as stream:
+            self.assertEqual(stream.read(), b"old")
+        self.assertEqual(grown.get_size(context, module_data), 3)
+        report = grown.repair(context, module_data)
+        self.assertIn("resolver broke", report["not_placeable"]["c"])
+        self.assertTrue(grown.available(context, module_data))
+        grown.delete(context, module_data)
+        self.assertEqual(self.copies_of(module_data), 0)
+
+
 class TestCreatedWhileDown(GrowTestCase):
 
     def setUp(self):
