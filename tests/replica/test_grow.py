@@ -307,6 +307,10 @@ class TestUnresolvableAddedLocation(GrowTestCase):
         report = grown.repair(context, module_data)
         self.assertIn("resolver broke", report["not_placeable"]["c"])
         self.assertTrue(grown.available(context, module_data))
+        stats = grown.statistics(context)
+        self.assertNotIn("error", stats)
+        self.assertIsNone([item for item in stats["locations"] if item["name"] == "c"][0][
+            "placement"], "unknown while it cannot be resolved")
         grown.delete(context, module_data)
         self.assertEqual(self.copies_of(module_data), 0)
 
