@@ -5,6 +5,7 @@ objects are written, then the replica is rebuilt with other arguments (a
 location added, marked draining, removed, replaced) exactly as a host does
 when an administrator changes the configuration.
 """
+import concurrent.futures
 import io
 import itertools
 import json
@@ -281,6 +282,33 @@ class TestBrokenPlacement(GrowTestCase):
                 self.assertTrue(grown.available(None, module_data))
             self.assertNotIn("hunter2", json.dumps(grown.statistics(None)))
             self.assertEqual(os.listdir(self.dirs["c"]), [], broken)
+
+
+class TestConcurrentPlacement(GrowTestCase):
+
+    def test_two_processes_filling_the_same_objects_agree(self):
+        """Two replicas (two server processes, one state_dir) repair the same objects at
+        once: each placed copy is written whole, once per place, and verifies."""
+        payloads = {}
+        before = self.replica("a", "b")
+        for index in range(6):
+            payload = os.urandom(20000 + index)
+            payloads[self.store(before, payload)] = payload
+        state_dir = temp_dir(self)
+        replicas = [self.replica("a", "b", "c", state_dir=state_dir) for _ in range(2)]
+        jobs = [(replica, module_data) for module_data in payloads for replica in replicas] * 2
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            reports = list(pool.map(lambda job: job[0].repair(None, job[1]), jobs, timeout=60))
+        self.assertTrue(all(not report["failed"] for report in reports))
+        self.gone("a", "b")
+        for module_data, payload in payloads.items():
+            self.assertEqual(self.read(replicas[0], module_data), payload)
+            self.assertEqual(replicas[1].scrub(None, module_data)["ok"], ["c"])
+        leftovers = [name for _, _, files in os.walk(self.dirs["c"]) for name in files
+                     if name.startswith(".tmp-")]
+        self.assertEqual(leftovers, [])
+        self.assertEqual(sum(len(files) for _, _, files in os.walk(self.dirs["c"])),
+                         2 * len(payloads), "one data file and one manifest per object")
 
 
 class TestUnresolvableAddedLocation(GrowTestCase):
