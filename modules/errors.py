@@ -61,6 +61,7 @@ __all__ = [
     "SourceStreamError",
     "Unsupported",
     "is_transient",
+    "describe_error",
     "format_failures",
 ]
 
@@ -206,24 +207,36 @@ def is_transient(error: BaseException) -> bool:
             and not isinstance(error, LocationTimeout))
 
 
+def describe_error(error: Any) -> str:
+    """Render one error as ``"ErrorClass: message"`` (a text as is), secrets masked.
+
+    Cut at 500 characters; passed through :func:`modules.redaction.redact_text`.
+    """
+    if isinstance(error, BaseException):
+        text = "%s: %s" % (type(error).__name__, error)
+    else:
+        text = str(error)
+    if len(text) > _MAX_FAILURE_TEXT:
+        text = text[:_MAX_FAILURE_TEXT] + "..."
+    return redact_text(text)
+
+
 def format_failures(failures: Mapping[str, Any]) -> str:
     """Render "failures by location" as one line, with secrets masked.
+
+    The one formatter of the SDK for this; use it wherever several
+    locations' errors are shown (error messages, logs, reports).
 
     Args:
         failures: location name -> its error (an exception or a text).
 
     Returns:
         str: ``"name: ErrorClass: message; ..."`` in the mapping's order,
-        each entry cut at 500 characters and passed through
-        :func:`modules.redaction.redact_text`; ``"no details"`` when empty.
+        each error rendered by :func:`describe_error`, the whole passed
+        through :func:`modules.redaction.redact_text`; ``"no details"`` when
+        empty.
     """
-    parts = []
-    for name, error in failures.items():
-        if isinstance(error, BaseException):
-            text = "%s: %s" % (type(error).__name__, error)
-        else:
-            text = str(error)
-        if len(text) > _MAX_FAILURE_TEXT:
-            text = text[:_MAX_FAILURE_TEXT] + "..."
-        parts.append("%s: %s" % (name, text))
-    return redact_text("; ".join(parts)) if parts else "no details"
+    if not failures:
+        return "no details"
+    return redact_text("; ".join("%s: %s" % (name, describe_error(error))
+                                 for name, error in failures.items()))

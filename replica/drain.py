@@ -12,7 +12,13 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from modules.errors import InvalidModuleData, LocationUnavailable, ObjectNotFound, StorageError
+from modules.errors import (
+    InvalidModuleData,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+    describe_error,
+)
 from replica.copies import delete_copy
 from replica.journal import DELETE, JournalEntry
 from replica.ledger import Ledger
@@ -122,7 +128,7 @@ class Drainer:
         try:
             summary["remaining"] = self._journal.counts()
         except StorageError as error:
-            summary["remaining"] = {"error": str(error)}
+            summary["remaining"] = {"error": describe_error(error)}
         self._ledger.count(journal_replayed=handled)
         return summary
 
@@ -157,7 +163,7 @@ class Drainer:
             self._journal.remove(entry.kind, entry.location, entry.object_id)
             return "obsolete"
         except StorageError as error:
-            self._journal.retry_failed(entry, "%s: %s" % (type(error).__name__, error))
+            self._journal.retry_failed(entry, describe_error(error))
             return "failed"
         self._journal.remove(entry.kind, entry.location, entry.object_id)
         return "done"

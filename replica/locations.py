@@ -35,14 +35,14 @@ from modules.errors import (
     ObjectError,
     SourceStreamError,
     StorageError,
-    format_failures,
+    describe_error,
 )
 from modules.loader import load_module
 from modules.redaction import redact_text
 from replica.settings import HTTP_MODULE, LocationSpec
 
 __all__ = ["Location", "OK", "DOWN", "ERROR_LIMITED", "READ", "WRITE", "direction_of",
-           "describe_failures", "limited_error", "Placed", "scrub"]
+           "limited_error", "Placed"]
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Location:
         """Return ``error`` as an SDK error that names this location (no health change)."""
         if isinstance(error, StorageError):
             return error
-        text = scrub(str(error))
+        text = redact_text(str(error))
         log.warning("location %s: %s raised %s: %s", self.name, action,
                     type(error).__name__, text)
         return LocationUnavailable("location %s failed in %s: %s: %s" % (
@@ -278,7 +278,7 @@ class Location:
 
     def _record_error(self, error: StorageError, direction: str) -> None:
         now = self._clock()
-        text = scrub("%s: %s" % (type(error).__name__, error))[:_MAX_ERROR_TEXT]
+        text = describe_error(error)[:_MAX_ERROR_TEXT]
         with self._lock:
             newly = self._health[direction].failed(text, now, self._error_limit,
                                                    self._error_interval)
@@ -321,7 +321,7 @@ class Location:
                 return self._health[direction].state(now)
             return _worse(self._health[READ].state(now), self._health[WRITE].state(now))
 
-    def snapshot(self, context: Optional[dict] = None) -> Dict[str, Any]:
+    def snapshot(self) -> Dict[str, Any]:
         """Return health and error counters as a JSON-serialisable dict.
 
         Keys: ``name``, ``kind``, ``health`` (the worse direction),
@@ -368,11 +368,6 @@ class Location:
                         type(error).__name__, error)
 
 
-def scrub(text: str) -> str:
-    """Return ``text`` with secrets masked (see :func:`modules.redaction.redact_text`)."""
-    return redact_text(text)
-
-
 #: A configured location and the object's child module_data there.
 Placed = Tuple[Location, str]
 
@@ -382,11 +377,6 @@ def limited_error(location: Location, direction: str = READ) -> LocationUnavaila
     return LocationUnavailable("location %s is error-limited for %ss after repeated failures; "
                                "skipped for now" % (location.name, direction),
                                location=location.name)
-
-
-def describe_failures(failures: Dict[str, BaseException]) -> str:
-    """Return one line listing each location's failure (see :func:`modules.errors.format_failures`)."""
-    return format_failures(failures)
 
 
 _SEVERITY = {OK: 0, DOWN: 1, ERROR_LIMITED: 2}

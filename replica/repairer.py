@@ -19,13 +19,20 @@ import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from modules.errors import DataCorrupted, LocationUnavailable, ObjectNotFound, StorageError
+from modules.errors import (
+    DataCorrupted,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+    describe_error,
+    format_failures,
+)
 from replica import module_data as formats
 from replica.copies import Copies, delete_copy, writer
 from replica.dispatcher import Dispatcher
 from replica.ledger import Ledger
 from replica.location_set import LocationSet
-from replica.locations import WRITE, Placed, describe_failures, limited_error
+from replica.locations import WRITE, Placed, limited_error
 from replica.manifest import Manifest
 from replica.placement import PLACED
 from replica.scrub import DAMAGED, MISSING, UNREACHABLE, UNVERIFIED, CopyReport, Pacer, verify_copy
@@ -99,7 +106,8 @@ class Repairer:
         if data.verified:
             try:
                 _, reference, _ = find_reference(
-                    context, data.text, self._copies.verified_candidates(data, present), None, {},
+                    context, data.text, self._copies.verified_candidates(data, present),
+                    self._dispatcher.attempt, {},
                     functools.partial(self._ledger.is_buried, data.object_id))
             except StorageError as error:
                 log.debug("object %s has no readable manifest: %s", data.object_id, error)
@@ -137,6 +145,48 @@ class Repairer:
             log.error("object %s: damaged copies at %s", data.object_id,
                       "; ".join("%s: %s" % item for item in report["damaged"].items()))
         return report, states, reference
+
+    def sweep_locations(self, context: Optional[dict],
+                        skip: Sequence[str] = ()) -> Dict[str, Any]:
+        """Call ``repair(context)`` of every location whose module declares ``repair``.
+
+        ``skip``: names of locations not to call (found down by this repair).
+
+        That sweeps what each child leaves behind by itself (temporaries of
+        writes cut off by a crash, older than the child's grace period).
+        Calls run in parallel, bounded by ``call_timeout``; the locations'
+        health is not changed (a sweep is maintenance, not service).
+
+        Returns:
+            dict: location name -> the child's report, ``{"error": text}`` when
+            it failed, or ``{"skipped": reason}`` when it has no repair.
+        """
+        reports: Dict[str, Any] = {}
+        calls = {}
+        for location in self._locations:
+            if location.name in skip:
+                reports[location.name] = {"skipped": "the location is down"}
+                continue
+            try:
+                module = location.module(context)
+            except StorageError as error:
+                reports[location.name] = {"error": format_failures({location.name: error})}
+                continue
+            capabilities = getattr(module, "capabilities", None) or {}
+            if not capabilities.get("repair"):
+                reports[location.name] = {"skipped": "the module has no repair"}
+                continue
+            calls[location.name] = functools.partial(_child_repair, location, module, context)
+        for name, (ok, value) in self._dispatcher.parallel(calls).items():
+            if ok:
+                reports[name] = value if isinstance(value, dict) else {"result": repr(value)[:200]}
+            else:
+                reports[name] = {"error": format_failures({name: value})}
+        removed = sum(report.get("temporaries_removed", 0) for report in reports.values()
+                      if isinstance(report.get("temporaries_removed", 0), int))
+        if removed:
+            self._ledger.count(temporaries_removed=removed)
+        return {name: reports[name] for name in self._locations.names if name in reports}
 
     def _repair_verified(self, context: Optional[dict], data: formats.ReplicaData,
                          only: Optional[Sequence[str]], queue_timeout: float, probe: bool,
@@ -203,7 +253,7 @@ class Repairer:
         repaired = self._undo_if_deleted(context, data, repaired)
         damaged_fixed = [name for name in repaired if states[name].state == DAMAGED]
         report.update(present=list(report["ok"]), repaired=repaired,
-                      failed={name: "%s: %s" % (type(error).__name__, error)
+                      failed={name: describe_error(error)
                               for name, error in failures.items()})
         in_scope = set(report["unreachable"]) if only is None \
             else set(report["unreachable"]) & set(only)
@@ -298,11 +348,11 @@ class Repairer:
         report: Dict[str, Any] = {
             "present": [location.name for location, _ in holders],
             "repaired": [], "failed": {},
-            "unreachable": {name: str(error) for name, error in unreachable.items()}}
+            "unreachable": {name: describe_error(error) for name, error in unreachable.items()}}
         if missing and not holders:
             if unreachable:
                 raise LocationUnavailable("object %s: no location holding a copy can be reached: "
-                                          "%s" % (data.object_id, describe_failures(unreachable)))
+                                          "%s" % (data.object_id, format_failures(unreachable)))
             raise ObjectNotFound("object %s has no copy left on any location" % data.object_id,
                                  module_data=data.text)
         failures: Dict[str, StorageError] = {}
@@ -321,7 +371,7 @@ class Repairer:
         repaired = self._undo_if_deleted(
             context, data, [location.name for location, _ in missing if location.name not in failures])
         report["repaired"] = repaired
-        report["failed"] = {name: str(error) for name, error in failures.items()}
+        report["failed"] = {name: describe_error(error) for name, error in failures.items()}
         in_scope = set(unreachable) if only is None else set(unreachable) & set(only)
         self._ledger.note_copies(data, report["present"] + repaired,
                                  sorted(set(failures) | in_scope))
@@ -343,6 +393,17 @@ class Repairer:
                     "written at %s", data.object_id, ", ".join(repaired))
         self._copies.delete(context, data, repaired)
         return []
+
+
+def _child_repair(location: Any, module: Any, context: Optional[dict]) -> Any:
+    """Call a child's ``repair(context)`` without touching its health; translate failures."""
+    try:
+        return module.repair(context)
+    except Exception as error:  # a child's sweep failing is reported, never raised
+        translated = location.translate(error, "repair")
+        if translated is error:
+            raise
+        raise translated from error
 
 
 def _rebuildable(states: Dict[str, Any], targets: Sequence[str]) -> List[str]:

@@ -36,6 +36,7 @@ from modules.errors import (
     ObjectError,
     ObjectNotFound,
     StorageError,
+    describe_error,
     format_failures,
 )
 from replica import module_data as formats
@@ -480,7 +481,7 @@ class ReplicaStorage(StorageModule):
         except Exception as error:  # statistics must never raise; report instead
             log.exception("building replica statistics failed")
             return {"capacity": self.capacity(), "replicas": len(self._locations),
-                    "degraded": True, "error": "%s: %s" % (type(error).__name__, error)}
+                    "degraded": True, "error": describe_error(error)}
 
     def repair(self, context: Optional[dict], module_data: Optional[str] = None,
                rate: Optional[float] = None) -> Dict[str, Any]:
@@ -499,9 +500,11 @@ class ReplicaStorage(StorageModule):
         not get one, streamed from a copy (unverified). Without: pending
         deletes and missing or damaged copies recorded in the journal are
         retried; an error-limited location is probed with its first entry
-        and skipped for the rest of this repair if that fails; this also
-        starts a new repair pass for the fill counts (``vsm repair`` runs it
-        first).
+        and skipped for the rest of this repair if that fails; then every
+        location's own ``repair(context)`` is called (when its module has
+        one), which removes the temporaries of writes cut off by a crash.
+        This also starts a new repair pass for the fill counts (``vsm
+        repair`` runs it first).
 
         Returns:
             dict: with ``module_data``: ``object``, ``present``, ``repaired``,
@@ -513,7 +516,9 @@ class ReplicaStorage(StorageModule):
             with manifests the scrub's ``ok``, ``damaged``, ``missing``,
             ``unverified``, ``bytes_checked``; without:
             counts of ``deletes`` and ``copies`` done/failed/obsolete,
-            ``skipped_locations`` and the ``remaining`` journal counts.
+            ``skipped_locations``, the ``remaining`` journal counts and
+            ``locations`` (name -> that location's own repair report, or
+            ``{"error": ...}`` / ``{"skipped": ...}``).
 
         Raises:
             InvalidModuleData: ``module_data`` is not a replica's.
@@ -528,6 +533,8 @@ class ReplicaStorage(StorageModule):
         if module_data is None:
             self._rebalance.start_pass()
             summary = self._drainer.replay_all(context, self.settings.queue_timeout)
+            summary["locations"] = self._repairer.sweep_locations(
+                context, skip=summary["skipped_locations"])
             self._ledger.count(repairs=1)
             return summary
         layout = self._locations.layout(context, module_data)

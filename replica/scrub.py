@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
-from modules.errors import DataCorrupted, ObjectNotFound, StorageError
+from modules.errors import DataCorrupted, ObjectNotFound, StorageError, describe_error
 from replica.locations import Location
 from replica.manifest import Manifest
 from replica.verified import load_manifest, read_exactly
@@ -218,4 +218,4 @@ def _legacy(context: Optional[dict], location: Location, md: str) -> CopyReport:
 
 
 def _text(error: Any) -> str:
-    return "%s: %s" % (type(error).__name__, error)
+    return describe_error(error)

@@ -15,9 +15,9 @@ import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from modules import UNKNOWN, StorageModule
-from modules.errors import StorageError
+from modules.errors import StorageError, describe_error
 from replica.journal import COPY, DELETE, Journal
-from replica.locations import DOWN, ERROR_LIMITED, OK, Location, scrub
+from replica.locations import DOWN, ERROR_LIMITED, OK, Location
 
 __all__ = ["child_capacity", "journal_report", "json_safe", "location_reports", "summarize"]
 
@@ -102,10 +102,28 @@ def summarize(locations: List[Dict[str, Any]], write_quorum: int, journal: Dict[
         "under_replicated": under_replicated,
         "pending_deletes": journal.get("deletes", 0),
         "journal": journal,
+        "temporaries": _temporaries(locations),
         "locations": report,
     }
     result.update(extra)
     return result
+
+
+def _temporaries(locations: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Sum the children's ``temporaries`` (files, bytes); list locations that do not say."""
+    files = size = 0
+    unknown = []
+    for entry in locations:
+        child = entry.get("statistics")
+        counted = child.get("temporaries") if isinstance(child, Mapping) else None
+        if isinstance(counted, Mapping) and all(
+                isinstance(counted.get(key), int) and not isinstance(counted.get(key), bool)
+                and counted.get(key) >= 0 for key in ("files", "bytes")):
+            files += counted["files"]
+            size += counted["bytes"]
+        else:
+            unknown.append(entry["name"])
+    return {"files": files, "bytes": size, "unknown": unknown}
 
 
 def location_reports(context: Optional[dict], locations: Sequence[Location],
@@ -139,7 +157,7 @@ def location_reports(context: Optional[dict], locations: Sequence[Location],
         ok, value = results.get(location.name, (False, errors.get(location.name)))
         entry = dict(snapshot, capacity=None, statistics=None, reason=None)
         if not ok:
-            entry["reason"] = scrub("%s: %s" % (type(value).__name__, value))
+            entry["reason"] = describe_error(value)
             if snapshot["health"] != ERROR_LIMITED:
                 entry["health"] = DOWN
         else:
@@ -168,7 +186,7 @@ def journal_report(journal: Journal) -> Dict[str, Any]:
         counts = journal.counts()
         report.update(copies=counts[COPY], deletes=counts[DELETE])
     except StorageError as error:
-        report.update(copies=-1, deletes=-1, error=str(error))
+        report.update(copies=-1, deletes=-1, error=describe_error(error))
     if not journal.durable:
         report["note"] = "kept in memory and lost on restart; set state_dir to keep it"
     return report

@@ -399,6 +399,12 @@ class VerifiedReadStream(ReadStream):
             try:
                 manifest = load_manifest(self._context, copy.location, copy.mf, self._retry)
             except ObjectNotFound:
+                if not self._retry(copy.location, lambda: copy.location.call(
+                        self._context, "available", copy.md)):
+                    # manifest and data both gone: deleted, not damaged (issue 9)
+                    raise ObjectNotFound("the copy at %s is gone (no manifest, no data)" % name,
+                                         module_data=self._module_data,
+                                         location=name) from None
                 raise DataCorrupted("the copy at %s has no manifest" % name,
                                     module_data=self._module_data, location=name) from None
             self._manifests[name] = manifest

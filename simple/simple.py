@@ -6,17 +6,22 @@ Written to be copied. The habits it shows:
   loudly, not fill the root disk;
 * module_data is a value the module generated and validates strictly before
   touching the disk;
-* writes stream in chunks into a temporary file on the same filesystem,
-  are fsynced and renamed into place, and are removed on any failure;
+* writes stream in chunks into a temporary file next to the object's file
+  (``.tmp-<name>-<random>``), are fsynced and renamed into place, and are
+  removed on any failure; a process killed mid-write leaves its temporary
+  behind, which :meth:`SimpleStorage.repair` removes once it is older than
+  ``temp_grace`` and ``statistics`` counts meanwhile;
 * every OS error is translated to an SDK error in one place
   (:func:`modules.fs_errors.convert_os_errors`).
 """
 import logging
 import os
+import re
 import threading
+import time
 import uuid
 from types import MappingProxyType
-from typing import Any, BinaryIO, Dict, Optional
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from modules import StorageModule
 from modules.errors import (
@@ -37,6 +42,13 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 1024 * 1024
 
 _TEMP_PREFIX = ".tmp-"
+#: Seconds a count of temporaries is reused by ``statistics`` (counting walks
+#: every object directory, so it is not repeated on every call).
+TEMP_COUNT_INTERVAL = 60.0
+#: Seconds a temporary may be old before ``repair`` removes it (writes in
+#: progress never take that long between two chunks).
+DEFAULT_TEMP_GRACE = 3600.0
+_SHARD = re.compile(r"\A[0-9a-f]{2}\Z")
 
 
 class SimpleStorage(StorageModule):
@@ -47,16 +59,25 @@ class SimpleStorage(StorageModule):
             point). It is never created: while it is missing every operation
             raises :class:`LocationUnavailable` and ``statistics`` reports
             the reason.
+        temp_grace: seconds (default 3600) after which a temporary file of
+            an unfinished write counts as left over (its writer was killed)
+            and :meth:`repair` removes it; a number or a numeric string.
 
     Raises:
-        ConfigurationError: ``storage_dir`` is not a non-empty string path.
+        ConfigurationError: ``storage_dir`` is not a non-empty string path,
+            or ``temp_grace`` is not a positive number.
     """
 
-    def __init__(self, storage_dir=None, **kwargs):
+    #: repair() sweeps stale temporaries; new_data_for() places deterministically.
+    capabilities = MappingProxyType(dict(StorageModule.capabilities, repair=True,
+                                         placement=True))
+
+    def __init__(self, storage_dir=None, *, temp_grace=DEFAULT_TEMP_GRACE, **kwargs):
         super().__init__()
         if kwargs:
-            raise ConfigurationError("SimpleStorage takes one argument, storage_dir; unknown: %s"
+            raise ConfigurationError("SimpleStorage takes storage_dir and temp_grace; unknown: %s"
                                      % ", ".join(sorted(kwargs)))
+        self.temp_grace = _grace(temp_grace)
         if isinstance(storage_dir, os.PathLike):
             storage_dir = os.fspath(storage_dir)
         if not isinstance(storage_dir, str) or not storage_dir.strip():
@@ -68,9 +89,7 @@ class SimpleStorage(StorageModule):
         self.storage_dir = os.path.abspath(storage_dir)
         self._lock = threading.Lock()
         self._counters = {"writes": 0, "reads": 0, "deletes": 0, "bytes_written": 0, "errors": 0}
-
-    #: Offers deterministic placement (:meth:`new_data_for`).
-    capabilities = MappingProxyType(dict(StorageModule.capabilities, placement=True))
+        self._temporaries_counted: Optional[Tuple[float, Dict[str, int]]] = None
 
     def __repr__(self) -> str:
         return "SimpleStorage(%r)" % self.storage_dir
@@ -209,7 +228,11 @@ class SimpleStorage(StorageModule):
 
         Returns:
             dict: ``capacity`` (total/free/used bytes), ``storage_dir``,
-            ``status``, ``reason`` (when unavailable) and ``operations``.
+            ``status``, ``reason`` (when unavailable), ``operations`` and
+            ``temporaries`` (``files`` and ``bytes`` of unfinished writes, in
+            progress or left over by a killed writer; counted at most once
+            every TEMP_COUNT_INTERVAL seconds and after each ``repair``;
+            -1 when they cannot be counted).
         """
         with self._lock:
             operations = dict(self._counters)
@@ -227,8 +250,60 @@ class SimpleStorage(StorageModule):
         total = vfs.f_blocks * vfs.f_frsize
         free = vfs.f_bavail * vfs.f_frsize
         used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
-        result.update(capacity=self.capacity(total, free, used), status="ok")
+        result.update(capacity=self.capacity(total, free, used), status="ok",
+                      temporaries=self._count_temporaries())
         return result
+
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None
+               ) -> Dict[str, Any]:
+        """Remove temporary files of writes that were cut off (the writer was killed).
+
+        Only temporaries older than ``temp_grace`` seconds (by their
+        modification time) are removed: a younger one may belong to a write
+        in progress in another process. Both the temporary directory and,
+        for files left by older versions, the objects' directories are
+        searched for files named like this module's temporaries. With
+        ``module_data``, only that object's directory and temporaries are.
+
+        Returns:
+            dict: ``temporaries_removed``, ``bytes_removed``,
+            ``temporaries_kept`` (younger than the grace period) and
+            ``errors`` (texts of files that could not be removed).
+
+        Raises:
+            InvalidModuleData: ``module_data`` is not one of ours.
+            LocationUnavailable: the storage directory is missing or unusable.
+        """
+        prefix = _TEMP_PREFIX
+        directories = None
+        if module_data is not None:
+            path = self._object_path(module_data)
+            prefix += os.path.basename(path) + "-"
+            directories = [os.path.dirname(path)]
+        self._require_storage_dir()
+        report: Dict[str, Any] = {"temporaries_removed": 0, "bytes_removed": 0,
+                                  "temporaries_kept": 0, "errors": []}
+        oldest_kept = time.time() - self.temp_grace
+        with self._converted(None):
+            for path, size, mtime in self._temporaries(prefix, directories):
+                if mtime > oldest_kept:
+                    report["temporaries_kept"] += 1
+                    continue
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue  # its writer finished or another sweep took it
+                except OSError as error:
+                    report["errors"].append("%s: %s" % (path, error.strerror or error))
+                    continue
+                report["temporaries_removed"] += 1
+                report["bytes_removed"] += size
+        with self._lock:
+            self._temporaries_counted = None  # count again at the next statistics
+        if report["temporaries_removed"]:
+            log.warning("removed %d left-over temporary file(s) (%d bytes) under %s",
+                        report["temporaries_removed"], report["bytes_removed"], self.storage_dir)
+        return report
 
     # -- helpers ----------------------------------------------------------
 
@@ -247,6 +322,56 @@ class SimpleStorage(StorageModule):
                 "storage directory %s %s (is the volume mounted? SimpleStorage never creates it)"
                 % (self.storage_dir, what), location=self.storage_dir)
 
+    def _count_temporaries(self) -> Dict[str, int]:
+        """Count files and bytes of temporaries (-1s when they cannot be counted).
+
+        The count is reused for TEMP_COUNT_INTERVAL seconds: it walks every
+        object directory.
+        """
+        now = time.monotonic()
+        with self._lock:
+            counted = self._temporaries_counted
+        if counted is not None and now - counted[0] < TEMP_COUNT_INTERVAL:
+            return dict(counted[1])
+        files = size = 0
+        try:
+            for _, length, _ in self._temporaries(_TEMP_PREFIX):
+                files += 1
+                size += length
+        except OSError as error:
+            log.debug("counting temporaries under %s failed: %s", self.storage_dir, error)
+            return {"files": -1, "bytes": -1}
+        result = {"files": files, "bytes": size}
+        with self._lock:
+            self._temporaries_counted = (now, result)
+        return dict(result)
+
+    def _temporaries(self, prefix: str, directories: Optional[List[str]] = None
+                     ) -> List[Tuple[str, int, float]]:
+        """Return (path, size, mtime) of files whose names start with ``prefix``.
+
+        Looks in ``directories``, by default every ``xx/yy`` object directory.
+        """
+        if directories is None:
+            directories = _shard_directories(self.storage_dir)
+        found = []
+        for directory in directories:
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if not entry.name.startswith(prefix):
+                    continue
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # its writer finished meanwhile
+                found.append((entry.path, info.st_size, info.st_mtime))
+        return found
+
     def _converted(self, module_data, missing_is_not_found=False):
         return convert_os_errors(self.storage_dir, module_data, missing_is_not_found)
 
@@ -254,6 +379,34 @@ class SimpleStorage(StorageModule):
         with self._lock:
             for key, value in increments.items():
                 self._counters[key] += value
+
+
+def _grace(value: Any) -> float:
+    """Return ``temp_grace`` as seconds; raise ConfigurationError when it is unusable."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError("temp_grace must be a positive number of seconds (default "
+                                 "3600), got %r" % (value,))
+    return seconds
+
+
+def _shard_directories(storage_dir: str) -> List[str]:
+    """Return the ``xx/yy`` object directories under ``storage_dir``."""
+    found = []
+    for first in os.scandir(storage_dir):
+        if not (_SHARD.match(first.name) and first.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            seconds = list(os.scandir(first.path))
+        except FileNotFoundError:
+            continue
+        for second in seconds:
+            if _SHARD.match(second.name) and second.is_dir(follow_symlinks=False):
+                found.append(second.path)
+    return found
 
 
 def _copy_stream(source: BinaryIO, target) -> int:

@@ -232,7 +232,9 @@ class TestRepairCommand(CliTestCase):
         self.assertIn("cannot scrub", out)
 
     def test_repair_of_a_module_that_cannot_repair(self):
-        code, out, err = self.vsm("repair", "loc-a")
+        # simple sweeps its temporaries (issue 9); a forwarding module has no repair
+        self.host.configure("front", "tests.host.fixture_modules.ForwardingStorage", ["loc-a"])
+        code, out, err = self.vsm("repair", "front")
         self.assertEqual(code, 1)
         self.assertIn("cannot repair", out)
 

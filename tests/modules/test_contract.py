@@ -43,8 +43,11 @@ class TestContract(unittest.TestCase):
         self.assertEqual((str(error), error.location), ("down", "dc1"))
 
     def test_default_repair_is_unsupported(self):
+        from tests.host.fixture_modules import ForwardingStorage  # keeps the default repair
+        module = ForwardingStorage("elsewhere")
+        self.assertFalse(module.capabilities["repair"])
         with self.assertRaises(Unsupported):
-            SimpleStorage("/nonexistent").repair(None)
+            module.repair(None)
 
     def test_capacity_helper(self):
         self.assertEqual(StorageModule.capacity(), {"total": -1, "free": -1, "used": -1})

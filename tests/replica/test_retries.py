@@ -3,12 +3,13 @@
 Real directories behind FaultyStorage wrappers; the replica's ``sleep`` is a
 recorder, so retried calls cost no time.
 """
+import os
 import time
 from types import MappingProxyType
 
 from modules.errors import LocationTimeout, LocationUnavailable, is_transient
 from modules.testing import payload
-from tests.replica.helpers import ReplicaTestCase
+from tests.replica.helpers import ReplicaTestCase, wait_until
 
 
 class TestOneRetryLayer(ReplicaTestCase):
@@ -94,9 +95,13 @@ class TestDeadlines(ReplicaTestCase):
         self.release_faults()
 
     def test_a_late_stream_is_closed(self):
+        """A stream returned after its caller gave up on it is closed, not leaked."""
         data = payload(1000, seed=5)
         module_data = self.store(data)
+        opened_before = len(os.listdir("/proc/self/fd"))
         self.faulty["loc-a"].hang("get_read_stream", seconds=1.0)
         self.assertEqual(self.read(module_data), data)
         self.settle()  # the abandoned open finishes on its worker; its stream is closed
-        self.assertEqual(self.replica.statistics(None)["workers"]["busy"], 0)
+        self.assertEqual(self.faulty["loc-a"].calls["get_read_stream"], 1)
+        self.assertTrue(wait_until(lambda: len(os.listdir("/proc/self/fd")) <= opened_before),
+                        "the late stream's file stayed open")

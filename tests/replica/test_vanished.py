@@ -13,7 +13,7 @@ import threading
 import unittest
 
 from modules.context import make_context
-from modules.errors import DataCorrupted, ObjectNotFound
+from modules.errors import DataCorrupted, ObjectNotFound, StorageError
 from modules.testing.faults import FaultyStorage
 from replica.replica import ReplicaStorage
 from simple.simple import SimpleStorage
@@ -128,6 +128,24 @@ class TestVanishedCopies(unittest.TestCase):
         self.open_gates()
         thread.join(10)
         self.assert_no_damage_recorded()
+
+    def test_a_copy_gone_whole_in_another_process_is_not_damage(self):
+        """Regression (issue 9): a copy whose manifest and data are gone is missing, not damaged.
+
+        Another process deleted the copies (no tombstone here): the reader
+        switches from its broken copy to copies that no longer exist.
+        """
+        self.modules["loc-a"].fail("read", after_bytes=3 * MIB + 10)
+        with self.replica.get_read_stream(self.context, self.module_data) as stream:
+            self.assertEqual(stream.read(MIB), self.data[:MIB])
+            for name in ("loc-b", "loc-c"):
+                inner = self.modules[name].inner
+                inner.delete(None, self.copies[name]["mf"])
+                inner.delete(None, self.copies[name]["md"])
+            with self.assertRaises(StorageError) as caught:
+                stream.read()
+            self.assertNotIsInstance(caught.exception, DataCorrupted)
+        self.assertEqual(self.replica.statistics(None)["operations"]["damaged_copies_found"], 0)
 
     def test_damage_while_the_object_lives_is_still_damage(self):
         """The other side: a present copy with bad bytes is reported and journaled."""
