@@ -39,10 +39,29 @@ __all__ = [
     "SourceStreamError",
     "Unsupported",
     "UNKNOWN",
+    "CAPABILITIES",
 ]
 
 #: The value of a capacity field that the module cannot know.
 UNKNOWN = -1
+
+#: The capability table: every key of :attr:`StorageModule.capabilities`, and
+#: what a module promises by setting it True. A False (or absent) key means
+#: the matching method raises :class:`~modules.errors.Unsupported` (for
+#: methods) or the behaviour is not offered (for properties). The conformance
+#: kit checks each: "works, or raises Unsupported and the capability says so".
+CAPABILITIES: Mapping[str, str] = MappingProxyType({
+    "repair": "repair(context, module_data=None, rate=None) brings stored data back to its "
+              "intended state and returns a report (modules.reports.RepairReport as a dict)",
+    "scrub": "scrub(context, module_data, rate=None) reads and verifies one object's stored "
+             "data, changes nothing, and returns a report (modules.reports.ScrubReport as a dict)",
+    "verified_reads": "read streams check the data against checksums and raise DataCorrupted "
+                      "rather than return damaged bytes",
+    "retries": "the module retries transient failures itself; callers call it once per "
+               "attempt and must not retry its calls again",
+    "placement": "new_data_for(context, object_id) gives the same module_data for the same "
+                 "object id in every process and on every node, without contacting the storage",
+})
 
 
 class StorageModule(abc.ABC):
@@ -77,10 +96,13 @@ class StorageModule(abc.ABC):
       instantiated): :meth:`new_data`, :meth:`assign`, :meth:`available`,
       :meth:`get_read_stream`, :meth:`delete`, :meth:`get_size`,
       :meth:`statistics`.
-    * *Optional* (defaults given here): :meth:`repair`, :meth:`new_data_for`,
-      :meth:`close`, and
-      the :attr:`capabilities` mapping that says which optional operations
-      a module really offers.
+    * *Optional* (defaults given here): :meth:`repair`, :meth:`scrub`,
+      :meth:`new_data_for`, :meth:`close`, and the :attr:`capabilities`
+      mapping that says which optional operations a module really offers
+      (every key is described in :data:`CAPABILITIES`). The defaults of
+      ``repair``, ``scrub`` and ``new_data_for`` raise
+      :class:`~modules.errors.Unsupported`; a module that overrides one sets
+      its capability True.
     * *Helpers* (not to be overridden): :meth:`capacity`.
 
     **Errors.** Raise the SDK's exceptions (:mod:`modules.errors`), never a
@@ -90,10 +112,13 @@ class StorageModule(abc.ABC):
     storage cannot be used now, :class:`InsufficientStorage` when it is full.
     """
 
-    #: What this module offers beyond the required methods. Wrappers copy
-    #: and adjust it; callers read it instead of probing with try/except.
+    #: What this module offers beyond the required methods (see :data:`CAPABILITIES`
+    #: for every key and what it promises). Wrappers copy and adjust it
+    #: (:class:`modules.wrapper.StorageWrapper`); callers read it instead of
+    #: probing with try/except.
     capabilities: Mapping[str, Any] = MappingProxyType({
         "repair": False,          # repair() does real work
+        "scrub": False,           # scrub() verifies stored data
         "verified_reads": False,  # read streams check checksums
         "retries": False,         # the module retries transient failures itself;
                                   # callers must not retry its calls again
@@ -226,17 +251,55 @@ class StorageModule(abc.ABC):
 
     # -- optional -------------------------------------------------------
 
-    def repair(self, context: Optional[dict], module_data: Optional[str] = None) -> Dict[str, Any]:
-        """Bring stored data back to its intended state (for modules that keep copies).
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None,
+               rate: Optional[float] = None) -> Dict[str, Any]:
+        """Bring stored data back to its intended state (capability ``repair``).
+
+        For modules that keep copies, an index or a journal. With
+        ``module_data``: repair that one object. Without: the module's own
+        backlog (journal entries, leftovers of crashed processes).
+
+        Args:
+            module_data: the object to repair, or None for the backlog.
+            rate: at most this many bytes per second of reading (None: no
+                limit); modules that read nothing may ignore it.
 
         Returns:
-            dict: a JSON-serialisable summary of what was done.
+            dict: a JSON-serialisable summary in the shape of
+            :class:`modules.reports.RepairReport` (``to_dict()``); modules
+            may add keys.
 
         Raises:
             Unsupported: the module has nothing to repair (the default);
                 ``capabilities['repair']`` is False.
+            InvalidModuleData: ``module_data`` is not this module's.
+            ObjectNotFound: nothing is stored for ``module_data``.
+            LocationUnavailable: the storage cannot be used now.
         """
         raise Unsupported("%s does not support repair" % type(self).__name__)
+
+    def scrub(self, context: Optional[dict], module_data: str,
+              rate: Optional[float] = None) -> Dict[str, Any]:
+        """Read and verify the stored data of one object; change nothing (capability ``scrub``).
+
+        Args:
+            module_data: the object to verify.
+            rate: at most this many bytes per second of reading, on average
+                (None: no limit).
+
+        Returns:
+            dict: a JSON-serialisable report in the shape of
+            :class:`modules.reports.ScrubReport` (``to_dict()``): ``ok``,
+            ``damaged``, ``missing``, ``unreachable``, ``bytes_checked``...
+
+        Raises:
+            Unsupported: the module cannot verify its data (the default);
+                ``capabilities['scrub']`` is False.
+            InvalidModuleData: ``module_data`` is not this module's.
+            ObjectNotFound: nothing is stored for ``module_data``.
+            LocationUnavailable: the storage cannot be used now.
+        """
+        raise Unsupported("%s does not support scrub" % type(self).__name__)
 
     def new_data_for(self, context: Optional[dict], object_id: str) -> str:
         """Allocate the module_data of the object ``object_id``, deterministically.

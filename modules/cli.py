@@ -13,7 +13,9 @@ __all__ = ["main", "build_parser"]
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = [
+    "modules.packaging.new_command",
     "modules.testing.check_command",
+    "modules.packaging.egg_command",
     "modules.host.commands",
 ]
 

@@ -81,6 +81,11 @@ class ReplicaStorage(StorageModule):
             ``write_timeout``, ``call_timeout``, ``queue_timeout``,
             ``state_dir``, ``journal_limit``, ``journal_interval``,
             ``integrity`` (on/off), ``verify_available`` (size/deep).
+        clock: monotonic time source for error limiting and journal
+            intervals, in seconds (default :func:`time.monotonic`; tests
+            pass a clock they move by hand).
+        sleep: pauses between retries and of rate-limited scrubs, in
+            seconds (default :func:`time.sleep`; tests pass a recorder).
 
     Raises:
         ConfigurationError: no locations, a location or option that cannot

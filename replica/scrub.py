@@ -9,8 +9,10 @@
 * :func:`verify_copy` (used by ``scrub`` and ``repair``): reads the whole
   copy block by block against a reference manifest and says what is wrong.
 
-Copy states: ``ok``, ``missing`` (neither data nor manifest), ``damaged``
-(with the reason), ``unverified`` (an older object without manifests: the
+Copy states: ``ok``, ``missing`` (no data: its manifest may be left, as
+while the copy is being deleted; a copy that is gone is never damage),
+``damaged`` (data present and wrong, or present without a manifest, with the
+reason), ``unverified`` (an older object without manifests: the
 data exists but cannot be checked), ``unreachable``.
 """
 import logging
@@ -133,8 +135,8 @@ def verify_copy(context: Optional[dict], location: Location, md: str, mf: Option
                           "object's manifest", manifest=own)
     try:
         size = location.call(context, "get_size", md)
-    except ObjectNotFound:
-        return CopyReport(DAMAGED, reason="data missing (manifest present)", manifest=own,
+    except ObjectNotFound:  # gone (deleted meanwhile, or lost): missing, not damaged
+        return CopyReport(MISSING, reason="data missing (manifest present)", manifest=own,
                           has_data=False)
     except StorageError as error:
         return CopyReport(UNREACHABLE, reason=_text(error), error=error)
@@ -149,8 +151,9 @@ def _read_blocks(context: Optional[dict], location: Location, md: str, reference
     report = CopyReport(OK, manifest=own)
     try:
         stream = location.call(context, "get_read_stream", md)
-    except ObjectNotFound:
-        return CopyReport(DAMAGED, reason="data missing (manifest present)", manifest=own)
+    except ObjectNotFound:  # gone (deleted meanwhile, or lost): missing, not damaged
+        return CopyReport(MISSING, reason="data missing (manifest present)", manifest=own,
+                          has_data=False)
     except StorageError as error:
         return CopyReport(UNREACHABLE, reason=_text(error), error=error)
     try:

@@ -135,10 +135,9 @@ class SimpleStorage(StorageModule):
         self._require_storage_dir()
         directory = os.path.dirname(path)
         with self._converted(module_data):
-            os.makedirs(directory, exist_ok=True)
             temp_path = os.path.join(directory, "%s%s-%s" % (
                 _TEMP_PREFIX, os.path.basename(path), uuid.uuid4().hex[:8]))
-            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _create_in_shard(directory, temp_path)
         try:
             with os.fdopen(fd, "wb", buffering=0) as temp_file, self._converted(module_data):
                 written = _copy_stream(stream, temp_file)
@@ -204,8 +203,12 @@ class SimpleStorage(StorageModule):
             try:
                 os.unlink(path)
             except FileNotFoundError:
-                return
-        self._count(deletes=1)
+                deleted = False  # already gone; a failed assign may have left its shard
+            else:
+                deleted = True
+        _remove_empty_shards(os.path.dirname(path), self.storage_dir)
+        if deleted:
+            self._count(deletes=1)
 
     def get_size(self, context: Optional[dict], module_data: str) -> int:
         """Return the file's size in bytes.
@@ -254,21 +257,22 @@ class SimpleStorage(StorageModule):
                       temporaries=self._count_temporaries())
         return result
 
-    def repair(self, context: Optional[dict], module_data: Optional[str] = None
-               ) -> Dict[str, Any]:
+    def repair(self, context: Optional[dict], module_data: Optional[str] = None,
+               rate: Optional[float] = None) -> Dict[str, Any]:
         """Remove temporary files of writes that were cut off (the writer was killed).
 
         Only temporaries older than ``temp_grace`` seconds (by their
         modification time) are removed: a younger one may belong to a write
-        in progress in another process. Both the temporary directory and,
-        for files left by older versions, the objects' directories are
-        searched for files named like this module's temporaries. With
-        ``module_data``, only that object's directory and temporaries are.
+        in progress in another process. Every object directory is searched
+        for files named like this module's temporaries; with ``module_data``,
+        only that object's. ``rate`` is accepted and ignored (nothing is read).
 
         Returns:
-            dict: ``temporaries_removed``, ``bytes_removed``,
-            ``temporaries_kept`` (younger than the grace period) and
-            ``errors`` (texts of files that could not be removed).
+            dict: a :class:`modules.reports.RepairReport` shape: ``reclaimed``
+            (temporaries removed), ``failed`` (file -> why it could not be
+            removed), ``repaired``/``present`` (empty) and ``remaining`` (0);
+            plus ``temporaries_removed``, ``bytes_removed`` and
+            ``temporaries_kept`` (younger than the grace period).
 
         Raises:
             InvalidModuleData: ``module_data`` is not one of ours.
@@ -281,29 +285,33 @@ class SimpleStorage(StorageModule):
             prefix += os.path.basename(path) + "-"
             directories = [os.path.dirname(path)]
         self._require_storage_dir()
-        report: Dict[str, Any] = {"temporaries_removed": 0, "bytes_removed": 0,
-                                  "temporaries_kept": 0, "errors": []}
+        removed = removed_bytes = kept = 0
+        failed: Dict[str, str] = {}
         oldest_kept = time.time() - self.temp_grace
         with self._converted(None):
             for path, size, mtime in self._temporaries(prefix, directories):
                 if mtime > oldest_kept:
-                    report["temporaries_kept"] += 1
+                    kept += 1
                     continue
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     continue  # its writer finished or another sweep took it
                 except OSError as error:
-                    report["errors"].append("%s: %s" % (path, error.strerror or error))
+                    failed[os.path.relpath(path, self.storage_dir)] = str(
+                        error.strerror or error)
                     continue
-                report["temporaries_removed"] += 1
-                report["bytes_removed"] += size
+                removed += 1
+                removed_bytes += size
+                _remove_empty_shards(os.path.dirname(path), self.storage_dir)
         with self._lock:
             self._temporaries_counted = None  # count again at the next statistics
-        if report["temporaries_removed"]:
+        if removed:
             log.warning("removed %d left-over temporary file(s) (%d bytes) under %s",
-                        report["temporaries_removed"], report["bytes_removed"], self.storage_dir)
-        return report
+                        removed, removed_bytes, self.storage_dir)
+        return {"repaired": [], "present": [], "failed": failed, "reclaimed": removed,
+                "remaining": 0, "temporaries_removed": removed, "bytes_removed": removed_bytes,
+                "temporaries_kept": kept}
 
     # -- helpers ----------------------------------------------------------
 
@@ -425,6 +433,47 @@ def _copy_stream(source: BinaryIO, target) -> int:
         while view:
             view = view[target.write(view):]
         written += len(chunk)
+
+
+#: Attempts at creating a temporary file in a shard directory that a
+#: concurrent delete may remove between ``makedirs`` and ``open``.
+_SHARD_ATTEMPTS = 5
+
+
+def _create_in_shard(directory: str, temp_path: str) -> int:
+    """Create the shard ``directory`` and the new file ``temp_path`` in it; return its fd.
+
+    A delete in another thread or process removes shard directories it
+    empties (:func:`_remove_empty_shards`), possibly between our ``makedirs``
+    and ``open``: then the directory is created again, a bounded number of
+    times. OS errors propagate.
+    """
+    for attempt in range(_SHARD_ATTEMPTS):
+        try:  # makedirs too: the parent shard may go between its two mkdir calls
+            os.makedirs(directory, exist_ok=True)
+            return os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            if attempt == _SHARD_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _remove_empty_shards(directory: str, storage_dir: str) -> None:
+    """Remove ``directory`` and its parents while empty, stopping at ``storage_dir``.
+
+    Deleting the last object of a shard must not leave empty directories
+    behind (issue 15, point 8). A shard that is not empty, already gone, or
+    cannot be removed is left as it is: the delete itself succeeded.
+    """
+    storage_dir = os.path.abspath(storage_dir)
+    while os.path.dirname(directory) and directory.startswith(storage_dir + os.sep):
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # not empty (ENOTEMPTY/EEXIST), or not ours to remove
+        directory = os.path.dirname(directory)
 
 
 def _fsync_directory(directory: str) -> None:

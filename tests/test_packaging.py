@@ -61,3 +61,24 @@ class TestEgg(unittest.TestCase):
 
     def test_egg_is_complete_with_pythondontwritebytecode(self):
         self.check_egg(self.build_egg(dont_write_bytecode=True))
+
+
+class TestScaffoldTemplatesShipped(unittest.TestCase):
+    def test_templates_are_package_data(self):
+        """``vsm new`` works from a regular install: its templates are built with the package."""
+        work = tempfile.mkdtemp(prefix="vsm-build-")
+        self.addCleanup(shutil.rmtree, work, True)
+        for name in SOURCES:
+            source = os.path.join(ROOT, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(work, name),
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy(source, work)
+        result = subprocess.run([sys.executable, "setup.py", "-q", "build"], cwd=work,
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        templates = os.path.join(work, "build", "lib", "modules", "packaging", "templates")
+        expected = sorted(os.listdir(os.path.join(ROOT, "modules", "packaging", "templates")))
+        self.assertIn("module.py.tmpl", expected)
+        self.assertEqual(sorted(os.listdir(templates)), expected)

@@ -22,6 +22,7 @@ import time
 from typing import Any, Dict, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
+from modules.reports import add_counts
 
 from modules.host.auth import PASSWORD_ENV, PASSWORD_FILENAME
 from modules.host.client import (
@@ -103,11 +104,15 @@ def _register_serve(subparsers) -> None:
                         help="where waitress spools upload bodies over 512 KiB before the "
                              "module stores them (default $TMPDIR or /tmp); needs room for "
                              "the uploads in flight")
+    parser.add_argument("--egg", action="append", default=[], metavar="PATH.egg",
+                        help="put a module's egg on the path before starting (repeatable); the "
+                             "data directory's eggs/*.egg are loaded too")
     parser.set_defaults(func=_serve)
 
 
 def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
     from modules.host.app import make_app  # the client commands need none of this
+    from modules.host.eggs import egg_paths, load_eggs
 
     out = out or sys.stdout
     data_dir = os.path.abspath(_data_dir(options.data_dir))
@@ -120,6 +125,7 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
             return EXIT_FAILED
         tempfile.tempdir = os.path.abspath(options.spool_dir)  # waitress spools via tempfile
     try:
+        load_eggs(egg_paths(data_dir, options.egg))
         app = make_app(data_dir)
     except (ConfigurationError, StorageError, OSError) as error:
         print("vsm serve: cannot start: %s" % error, file=sys.stderr)
@@ -170,6 +176,8 @@ def _print_banner(out: TextIO, app, server: HostServer) -> None:
     else:
         lines.append("Administrator password: %s" % where)
     lines.append("Configured modules: %s" % (", ".join(names) or "none"))
+    from modules.host.eggs import loaded_eggs
+    lines += ["Loaded egg: %s %s (%s)" % (egg.name, egg.version, egg.path) for egg in loaded_eggs()]
     lines += [
         "Try:",
         "  curl -u %s -T hello.txt %s/objects/%s/hello.txt" % (credentials, url, policy),
@@ -483,7 +491,7 @@ def _object_pass(client: HostClient, name: str, options, report: Dict[str, Any],
             report["objects"] += step["done"]
             report["failed"].extend(step["failed"])
             report["damaged"].extend(step.get("damaged") or [])
-            _merge_numbers(report["summary"], step.get("summary") or {})
+            add_counts(report["summary"], step.get("summary") or {})
             if progress is None:
                 progress = _progress(total if total is not None else step["total"], name,
                                      options, "scrubbing" if scrub else "repairing")
@@ -511,15 +519,6 @@ def _progress(total: int, name: str, options, verb: str = "repairing"):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="%s %s" % (verb, name), unit="obj", file=sys.stderr)
-
-
-def _merge_numbers(total: Dict[str, Any], part: Dict[str, Any]) -> None:
-    for key, value in part.items():
-        if isinstance(value, dict):
-            if isinstance(total.setdefault(key, {}), dict):
-                _merge_numbers(total[key], value)
-        elif isinstance(value, (int, float)) and isinstance(total.get(key, 0), (int, float)):
-            total[key] = total.get(key, 0) + value
 
 
 def _repair_line(report: Dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import logging
 from typing import Any, Dict, List
 
 from modules.errors import StorageError, Unsupported
+from modules.reports import add_counts
 
 from modules.host.http import HttpError
 from modules.host.objects import delete_garbage
@@ -122,7 +123,7 @@ class RepairService:
                             row.key, error)
                 failed.append({"key": row.key, "error": "%s: %s" % (type(error).__name__, error)})
                 continue
-            _add_numbers(summary, result)
+            add_counts(summary, result)
             problems = _problems(result)
             if problems:
                 damaged.append(dict(problems, key=row.key))
@@ -157,22 +158,3 @@ def _problems(report: Any) -> Dict[str, Any]:
             else:
                 problems.pop(key, None)
     return problems
-
-
-def _add_numbers(total: Dict[str, Any], summary: Any) -> None:
-    """Add the numbers of a repair summary into ``total``: lists and dicts of strings
-    (location -> reason) count their items, other nested dicts add up recursively,
-    anything else is dropped."""
-    if not isinstance(summary, dict):
-        return
-    for key, value in summary.items():
-        if isinstance(value, dict) and all(isinstance(item, str) for item in value.values()):
-            value = len(value)  # location -> reason: count the locations
-        if isinstance(value, dict):
-            if isinstance(total.setdefault(key, {}), dict):
-                _add_numbers(total[key], value)
-            continue
-        if isinstance(value, (list, tuple)):
-            value = len(value)
-        if isinstance(value, (int, float)) and isinstance(total.get(key, 0), (int, float)):
-            total[key] = total.get(key, 0) + value

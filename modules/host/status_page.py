@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from modules.reports import STATUS_DEGRADED, STATUS_OK, statistics_status, status_word
 from modules.redaction import redact
+from modules.host.eggs import egg_report
 from modules.host.store import ModuleConfig
 
 __all__ = ["ModuleView", "render_status_page", "module_state"]
 
 #: Seconds between automatic reloads of the page.
 REFRESH_SECONDS = 30
-
-_HEALTHY_WORDS = {"ok", "healthy", "up", "online", "available", "good"}
 
 
 @dataclass
@@ -40,15 +40,10 @@ def module_state(view: ModuleView) -> Tuple[str, str]:
     if view.statistics is None:
         return "error", view.error or "no statistics"
     stats = view.statistics
-    degraded = stats.get("degraded")
-    if degraded:
-        return "degraded", _reason_text(degraded, stats)
-    status = str(stats.get("status", "ok")).lower()
-    if status in _HEALTHY_WORDS:
-        return "ok", ""
-    if status == "degraded":
-        return "degraded", str(stats.get("reason", ""))
-    return "unavailable", str(stats.get("reason", status))
+    state, reason = statistics_status(stats)
+    if state == STATUS_DEGRADED and not reason and stats.get("degraded"):
+        reason = _reason_text(stats.get("degraded"), stats)
+    return state, reason
 
 
 def _reason_text(degraded: Any, stats: Dict[str, Any]) -> str:
@@ -88,7 +83,7 @@ def _location_health(location: Dict[str, Any]) -> Tuple[str, str]:
     for key in ("health", "status", "state"):
         value = location.get(key)
         if isinstance(value, str):
-            return ("ok", "") if value.lower() in _HEALTHY_WORDS else ("down", reason or value)
+            return ("ok", "") if status_word(value) == STATUS_OK else ("down", reason or value)
         if isinstance(value, dict):
             return _location_health(value)
     return "ok", ""
@@ -248,8 +243,19 @@ def render_status_page(views: List[ModuleView], data_dir: str) -> bytes:
         "data_dir": _e(data_dir),
         "time": _e(time.strftime("%Y-%m-%d %H:%M:%S %Z")),
         "cards": cards,
+        "eggs": _eggs_section(egg_report(data_dir)),
     }
     return page.encode("utf-8")
+
+
+def _eggs_section(eggs: List[Dict[str, str]]) -> str:
+    """The loaded eggs with their versions; a changed or new egg says to restart."""
+    items = ['<li class="egg %s" data-egg="%s"><code>%s %s</code>%s</li>' % (
+        _e(egg["state"]), _e(egg["name"]), _e(egg["name"]), _e(egg["version"]),
+        (' <span class="reason">%s</span>' % _e(egg["note"])) if egg["note"] else "")
+        for egg in eggs]
+    return ('<section class="eggs" id="eggs"><h2>Eggs</h2><ul>%s</ul></section>' % "".join(items)
+            if items else "")
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -305,6 +311,7 @@ every %(refresh)d s</p></header>
 <main>
 <div class="summary %(overall)s" id="summary">%(summary)s</div>
 %(cards)s
+%(eggs)s
 </main>
 </body>
 </html>

@@ -6,11 +6,14 @@ The data directory comes from the environment variable ``VSM_DATA_DIR``
 
     VSM_DATA_DIR=/srv/vsm gunicorn --threads 8 modules.host.wsgi:application
 
-The application is built when this module is first imported.
+The application is built when this module is first imported, after the
+eggs in the data directory's ``eggs/`` folder are put on the path (see
+:mod:`modules.host.eggs`).
 """
 import os
 
 from modules.host.app import make_app
+from modules.host.eggs import egg_paths, load_eggs
 
 __all__ = ["application", "DATA_DIR_ENV", "DEFAULT_DATA_DIR"]
 
@@ -20,4 +23,6 @@ DATA_DIR_ENV = "VSM_DATA_DIR"
 #: The data directory when the variable is not set.
 DEFAULT_DATA_DIR = "vsm-data"
 
-application = make_app(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+_data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+load_eggs(egg_paths(_data_dir))  # the data directory's eggs/*.egg, before any module loads
+application = make_app(_data_dir)

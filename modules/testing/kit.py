@@ -12,8 +12,12 @@ Use it from a test module::
 
 The mixin is not a ``TestCase``, so test runners do not collect it alone.
 Every check creates a fresh module (``make_module``) and context
-(``make_context``) and calls ``destroy_module`` afterwards. The same checks
-run from the command line with ``vsm check DOTTED.PATH [ARG ...]``.
+(``make_context``) and calls ``destroy_module`` afterwards. Optional hooks
+enable more checks: ``storage_directory`` (deletes leave no empty
+directories; the storage can be moved away) and ``take_storage_away`` /
+``give_storage_back`` (the module reports and recovers from storage that
+disappears). The same checks run from the command line with
+``vsm check DOTTED.PATH [ARG ...]``.
 """
 import concurrent.futures
 import io
@@ -23,13 +27,20 @@ import random
 import shutil
 import tempfile
 import uuid
-from typing import List, Optional
+from typing import List, Mapping, Optional
 
 from modules import StorageModule
 from modules.context import make_context
-from modules.errors import InvalidModuleData, ObjectNotFound, StorageError, Unsupported
+from modules.errors import (
+    InvalidModuleData,
+    LocationUnavailable,
+    ObjectNotFound,
+    StorageError,
+    Unsupported,
+)
+from modules.reports import STATUS_OK, STATUS_UNAVAILABLE, STATUSES, statistics_status
 
-__all__ = ["StorageModuleTestBase", "FailingSource", "payload"]
+__all__ = ["StorageModuleTestBase", "CapabilityChecks", "FailingSource", "payload"]
 
 MIB = 1024 * 1024
 
@@ -40,6 +51,14 @@ ODD_SIZE = 3 * MIB + 12345
 def payload(size: int, seed: int = 0) -> bytes:
     """Return ``size`` deterministic pseudo-random bytes for ``seed``."""
     return random.Random(seed).randbytes(size)
+
+
+def _directories(root: str) -> "set[str]":
+    """Return every directory below ``root`` (not ``root`` itself)."""
+    found = set()
+    for directory, subdirectories, _ in os.walk(root):
+        found.update(os.path.join(directory, name) for name in subdirectories)
+    return found
 
 
 class FailingSource(io.RawIOBase):
@@ -109,6 +128,56 @@ class StorageModuleTestBase:
     def destroy_module(self, module: StorageModule) -> None:
         """Release ``module`` after a check (default: ``module.close()``)."""
         module.close()
+
+    def storage_directory(self) -> Optional[str]:
+        """Return the local directory the module under test stores into, or None (default).
+
+        When a path is returned, the kit checks that deletes leave no empty
+        directories there, and the default :meth:`take_storage_away` moves
+        it away. ``vsm check`` returns its first argument when that is a
+        directory.
+        """
+        return None
+
+    def take_storage_away(self) -> None:
+        """Make the storage disappear while the module stays open.
+
+        The default renames :meth:`storage_directory` to a sibling name (as
+        when a volume is unmounted or a directory is moved); override it
+        (and :meth:`give_storage_back`) for remote storage, e.g. stop the
+        test server. Call ``self.skipTest(reason)`` when it cannot be done.
+        """
+        directory = self.storage_directory()
+        if directory is None:
+            self.skipTest(
+                "override storage_directory() (a local directory) or take_storage_away() and "
+                "give_storage_back() to check how the module behaves when its storage disappears")
+        away = "%s.vsm-away-%s" % (directory.rstrip(os.sep), uuid.uuid4().hex[:8])
+        try:
+            os.rename(directory, away)
+        except OSError as error:
+            self.skipTest("cannot move %s away (%s; a mount point cannot be moved: check with "
+                          "a fresh directory, vsm check --tmp-dir)"
+                          % (directory, error.strerror or error))
+        self._storage_away = (away, directory)
+
+    def give_storage_back(self) -> None:
+        """Undo :meth:`take_storage_away` (the default moves the directory back)."""
+        moved = getattr(self, "_storage_away", None)
+        if moved is None:
+            return
+        self._storage_away = None
+        away, directory = moved
+        recreated = None
+        if os.path.lexists(directory):  # the module made it again: keep what it wrote, aside
+            recreated = "%s.vsm-recreated-%s" % (directory.rstrip(os.sep), uuid.uuid4().hex[:8])
+            os.rename(directory, recreated)
+        os.rename(away, directory)
+        if recreated is not None:
+            raise AssertionError(
+                "the module created %s again while it was taken away (what it wrote then is kept "
+                "in %s); never create the storage directory: raise LocationUnavailable"
+                % (directory, recreated))
 
     # -- fixtures ---------------------------------------------------------
 
@@ -354,12 +423,21 @@ class StorageModuleTestBase:
         self.assertStoredEqual(module_data, data)
 
     def test_text_stream_is_rejected(self):
-        """assign of a text stream raises an SDK error and stores nothing."""
+        """assign of a text stream raises TypeError or an SDK error and stores nothing.
+
+        Issue 15, point 7: ``TypeError`` is a clear answer too.
+        """
         module_data = self.module.new_data(self.context)
         self.addCleanup(self._delete_quietly, module_data)
-        with self.assertRaises(StorageError, msg="a text stream must be rejected with a StorageError"):
+        try:
             self.module.assign(self.context, module_data, io.StringIO("text, not bytes"))
-        self.assertFalse(self.module.available(self.context, module_data))
+        except (TypeError, StorageError):
+            pass
+        else:
+            self.fail("assign() accepted a text stream; reject it with TypeError or "
+                      "SourceStreamError (modules.streams.read_source_chunk does)")
+        self.assertFalse(self.module.available(self.context, module_data),
+                         "available() is True after a text stream was refused")
 
     # -- bad module_data --------------------------------------------------
 
@@ -418,6 +496,113 @@ class StorageModuleTestBase:
             for future in futures:
                 future.result()
 
+    # -- storage that disappears, statistics, leftovers (issue 15) ---------
+
+    def test_storage_taken_away_and_given_back(self):
+        """Storage taken away while open: LocationUnavailable and status 'unavailable'; both recover.
+
+        Issue 15, point 7: a module kept writing to a database file whose
+        directory had been moved away. Uses :meth:`take_storage_away` and
+        :meth:`give_storage_back` (skipped when neither is available).
+        """
+        data = payload(70001, seed=12)
+        module_data = self.store(data)
+        fresh = self.module.new_data(self.context)
+        self.addCleanup(self._delete_quietly, fresh)
+        self.take_storage_away()
+        try:
+            self._check_everything_unavailable(module_data, fresh)
+        finally:
+            self.give_storage_back()
+        self.assertTrue(self.module.available(self.context, module_data),
+                        "available() is False after the storage came back: the object written "
+                        "before must be found again (do not cache the failure)")
+        self.assertStoredEqual(module_data, data)
+        self.assertFalse(self.module.available(self.context, fresh),
+                         "an object assigned while the storage was away is available now: it "
+                         "was stored somewhere else; raise LocationUnavailable instead")
+        self.module.assign(self.context, fresh, io.BytesIO(b"after the storage came back"))
+        self.assertStoredEqual(fresh, b"after the storage came back")
+        status, reason = statistics_status(self.module.statistics(self.context))
+        self.assertEqual(status, STATUS_OK,
+                         "statistics() reads as %r (%s) after the storage came back; report "
+                         "'ok' again once it answers (check it on every call, do not cache it)"
+                         % (status, reason))
+
+    def _check_everything_unavailable(self, module_data: str, fresh: str) -> None:
+        def read() -> None:
+            with self.module.get_read_stream(self.context, module_data) as stream:
+                stream.read()
+
+        calls = (("available", lambda: self.module.available(self.context, module_data)),
+                 ("get_size", lambda: self.module.get_size(self.context, module_data)),
+                 ("get_read_stream", read),
+                 ("assign", lambda: self.module.assign(self.context, fresh, io.BytesIO(b"new"))),
+                 ("delete", lambda: self.module.delete(self.context, module_data)))
+        for name, call in calls:
+            with self.subTest(method=name, storage="taken away"):
+                try:
+                    result = call()
+                except LocationUnavailable:
+                    continue
+                except Exception as error:
+                    self.fail("%s() raised %s while the storage was taken away: %s; raise "
+                              "LocationUnavailable (for local files, wrap OS calls in "
+                              "modules.fs_errors.convert_os_errors and check the storage "
+                              "exists before treating ENOENT as 'not found')"
+                              % (name, type(error).__name__, error))
+                self.fail("%s() succeeded (returned %r) while the storage was taken away; it "
+                          "must raise LocationUnavailable: the platform would otherwise trust a "
+                          "storage that is gone (never recreate a missing storage directory)"
+                          % (name, result))
+        with self.subTest(method="statistics", storage="taken away"):
+            try:
+                stats = self.module.statistics(self.context)
+            except Exception as error:
+                self.fail("statistics() raised %s while the storage was taken away: %s; it must "
+                          "never raise, but report {'status': 'unavailable', 'reason': ...}"
+                          % (type(error).__name__, error))
+            status, _ = statistics_status(stats)
+            self.assertEqual(status, STATUS_UNAVAILABLE,
+                             "statistics() reads as %r (status %r) while the storage is gone; "
+                             "report {'status': 'unavailable', 'reason': ...}, or the status "
+                             "page shows the module %s" % (status, stats.get("status"),
+                                                          status.upper()))
+            reason = stats.get("reason")
+            self.assertTrue(isinstance(reason, str) and reason.strip(),
+                            "statistics() reports the storage unavailable without a 'reason'; "
+                            "say what is wrong and what to fix")
+
+    def test_statistics_status_is_known(self):
+        """statistics()['status'], when given, is ok, degraded or unavailable (with a reason)."""
+        stats = self.module.statistics(self.context)
+        if "status" not in stats:
+            self.skipTest("statistics() has no 'status'; add 'ok'/'degraded'/'unavailable' so "
+                          "the status page can tell when the storage is gone")
+        status = stats["status"]
+        self.assertIn(status, STATUSES,
+                      "statistics()['status'] is %r; use one of %s (modules.reports.STATUSES)"
+                      % (status, ", ".join(STATUSES)))
+        if status != "ok":
+            self.assertTrue(isinstance(stats.get("reason"), str) and stats["reason"].strip(),
+                            "statistics() reports %r without a 'reason' saying what to fix"
+                            % status)
+
+    def test_deletes_leave_no_empty_directories(self):
+        """Deleting every object leaves no empty directory behind (issue 15, point 8)."""
+        root = self.storage_directory()
+        if root is None:
+            self.skipTest("override storage_directory() to check for leftovers of deletes")
+        before = _directories(root)
+        stored = [self.store(payload(100 + index, seed=200 + index)) for index in range(12)]
+        for module_data in stored:
+            self.module.delete(self.context, module_data)
+        left = sorted(path for path in _directories(root) - before if not os.listdir(path))
+        self.assertEqual(left, [], "delete() left %d empty directories behind (e.g. %s); remove "
+                                   "the directories a delete empties (os.rmdir, ignoring "
+                                   "ENOTEMPTY), up to but not including the storage directory"
+                         % (len(left), left[:1]))
+
     # -- optional operations ----------------------------------------------
 
     def test_repair_matches_capabilities(self):
@@ -433,32 +618,108 @@ class StorageModuleTestBase:
             with self.assertRaises(Unsupported):
                 self.module.repair(self.context)
 
-    def test_placement_matches_capabilities(self):
-        """new_data_for() is deterministic and usable when capabilities say 'placement',
-        and raises Unsupported otherwise (issue 14: growing a mirror relies on it)."""
-        object_id = uuid.uuid4().hex
-        capabilities = getattr(self.module, "capabilities", {})
-        if not capabilities.get("placement"):
-            with self.assertRaises(Unsupported):
-                self.module.new_data_for(self.context, object_id)
-            return
-        module_data = self.module.new_data_for(self.context, object_id)
-        self.assertIsInstance(module_data, str, "new_data_for() must return a str")
-        self.assertEqual(self.module.new_data_for(self.context, object_id), module_data,
-                         "new_data_for() must return the same value for the same object id")
-        self.assertNotEqual(self.module.new_data_for(self.context, uuid.uuid4().hex),
-                            module_data, "two object ids gave the same module_data")
-        self.assertFalse(self.module.available(self.context, module_data))
-        self.module.assign(self.context, module_data, io.BytesIO(b"placed"))
-        self.addCleanup(self._delete_quietly, module_data)
-        self.assertStoredEqual(module_data, b"placed")
-        for bad in ("", "xyz", object_id.upper(), object_id + "0", "../" + object_id[3:], None):
-            with self.assertRaises(InvalidModuleData, msg="new_data_for(%r)" % (bad,)):
-                self.module.new_data_for(self.context, bad)
-
 
 def _first_difference(left: bytes, right: bytes) -> int:
     for index, (a, b) in enumerate(zip(left, right)):
         if a != b:
             return index
     return min(len(left), len(right))
+
+
+# -- optional capabilities (the wrappers engineer's block) -------------------------------
+
+class CapabilityChecks:
+    """Per-capability checks: each optional method works, or raises Unsupported and says so.
+
+    Mix in before :class:`StorageModuleTestBase` (it uses its fixtures)::
+
+        class TestMine(CapabilityChecks, StorageModuleTestBase, unittest.TestCase):
+            def make_module(self):
+                return MyStorage(...)
+
+    Every key of :data:`modules.CAPABILITIES` is checked the fsspec way: the
+    capability True means the method works on a stored object and returns
+    the documented shape; False means it raises
+    :class:`~modules.errors.Unsupported`.
+    """
+
+    def _capabilities(self):
+        capabilities = getattr(self.module, "capabilities", None)
+        self.assertIsInstance(capabilities, Mapping,
+                              "capabilities must be a mapping of name -> bool")
+        return capabilities
+
+    def test_capabilities_are_a_table_of_booleans(self):
+        """Every capability value is a bool, and unknown keys are not misspelt known ones."""
+        from modules import CAPABILITIES
+        self.store(b"resolve named inner modules first")
+        capabilities = self._capabilities()
+        for key, value in capabilities.items():
+            self.assertIsInstance(value, bool, "capabilities[%r] must be a bool, got %r"
+                                  % (key, value))
+        known = set(CAPABILITIES)
+        for key in capabilities:
+            if key not in known:
+                close = [name for name in known if name.replace("_", "") == key.replace("_", "")]
+                self.assertFalse(close, "capability %r looks like a misspelling of %s" % (key, close))
+
+    def test_scrub_matches_capabilities(self):
+        """scrub() reports an intact object as intact, or raises Unsupported when not offered."""
+        from modules.reports import ScrubReport
+        data = payload(70000, seed=41)
+        module_data = self.store(data)
+        if self._capabilities().get("scrub"):
+            report = self.module.scrub(self.context, module_data)
+            self.assertIsInstance(report, dict, "scrub() must return a dict report")
+            json.dumps(report)
+            typed = ScrubReport.from_dict(report)
+            self.assertFalse(typed.damaged, "scrub() reports an intact object as damaged: %r"
+                             % (typed.damaged,))
+            self.assertFalse(typed.missing, "scrub() reports an intact object as missing")
+            limited = self.module.scrub(self.context, module_data, rate=10 ** 9)
+            self.assertIsInstance(limited, dict, "scrub(rate=...) must return a dict report")
+            self.assertStoredEqual(module_data, data)
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['scrub'] is False, so scrub() "
+                                                    "must raise Unsupported"):
+                self.module.scrub(self.context, module_data)
+
+    def test_repair_of_the_backlog_matches_capabilities(self):
+        """repair(context) (no object) and repair(..., rate=) work, or raise Unsupported."""
+        from modules.reports import RepairReport
+        module_data = self.store(b"repair backlog")
+        if self._capabilities().get("repair"):
+            report = self.module.repair(self.context)
+            self.assertIsInstance(report, dict, "repair(context) must return a dict summary")
+            json.dumps(report)
+            RepairReport.from_dict(report)
+            one = self.module.repair(self.context, module_data, rate=10 ** 9)
+            self.assertIsInstance(one, dict, "repair(context, module_data, rate=) must return "
+                                             "a dict summary")
+            self.assertStoredEqual(module_data, b"repair backlog")
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['repair'] is False, so "
+                                                    "repair() must raise Unsupported"):
+                self.module.repair(self.context, module_data)
+
+    def test_new_data_for_matches_capabilities(self):
+        """new_data_for is deterministic and usable, or raises Unsupported when not offered."""
+        self.store(b"resolve named inner modules first")
+        object_id = uuid.uuid4().hex
+        if self._capabilities().get("placement"):
+            first = self.module.new_data_for(self.context, object_id)
+            self.assertIsInstance(first, str, "new_data_for() must return a str")
+            self.assertEqual(self.module.new_data_for(self.context, object_id), first,
+                             "new_data_for() must return the same value for the same object id")
+            self.assertNotEqual(self.module.new_data_for(self.context, uuid.uuid4().hex), first,
+                                "new_data_for() returned the same value for two object ids")
+            with self.assertRaises(InvalidModuleData, msg="new_data_for() must reject an object "
+                                                          "id that is not 32 lowercase hex"):
+                self.module.new_data_for(self.context, "../" + object_id[3:])
+            self.module.assign(self.context, first, io.BytesIO(b"placed"))
+            self.addCleanup(self._delete_quietly, first)
+            self.assertStoredEqual(first, b"placed")
+        else:
+            with self.assertRaises(Unsupported, msg="capabilities['placement'] is False, so "
+                                                    "new_data_for() must raise Unsupported"):
+                self.module.new_data_for(self.context, object_id)

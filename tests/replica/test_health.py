@@ -1,10 +1,17 @@
 """Health per direction: reads and writes are judged and error-limited apart (issue 9)."""
+import io
 import os
+import shutil
+import subprocess
+import sys
+import threading
+import unittest
 
 from modules.errors import LocationUnavailable
 from modules.host.status_page import ModuleView, render_status_page
 from modules.host.store import ModuleConfig
 from modules.testing import payload
+from replica.replica import ReplicaStorage
 from tests.replica.helpers import ReplicaTestCase, temp_dir
 
 
@@ -89,3 +96,71 @@ class TestWriteHealth(ReplicaTestCase):
         row = row[:row.index("</tr>")]
         self.assertIn("reads: ok", row)
         self.assertIn("writes: error-limited", row)
+
+
+class TestReadOnlyMount(unittest.TestCase):
+    """A real read-only mount (EROFS) as one location, under mixed load (issue 9)."""
+
+    def setUp(self):
+        if sys.platform != "linux" or shutil.which("mount") is None:
+            self.skipTest("needs Linux mount")
+        root = temp_dir(self)
+        self.dirs = [os.path.join(root, name) for name in ("a", "b", "ro")]
+        for directory in self.dirs:
+            os.mkdir(directory)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs",
+                                  self.dirs[2]], capture_output=True)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: %s" % mounted.stderr.decode().strip())
+        self.addCleanup(subprocess.run, ["umount", self.dirs[2]], capture_output=True)
+        self.replica = ReplicaStorage(*["file://%s#%s" % (path, os.path.basename(path))
+                                        for path in self.dirs],
+                                      "error_limit=3", sleep=lambda seconds: None)
+        self.addCleanup(self.replica.close)
+
+    def test_read_only_location_is_never_ok_for_writes_and_keeps_serving_reads(self):
+        """Regression (issue 9): showed 'health: ok' in 9 of 20 samples under mixed load."""
+        older = payload(200000, seed=7)
+        older_md = self.replica.new_data(None)
+        self.replica.assign(None, older_md, io.BytesIO(older))
+        remounted = subprocess.run(["mount", "-o", "remount,ro", self.dirs[2]],
+                                   capture_output=True)
+        if remounted.returncode != 0:
+            self.skipTest("cannot remount read-only: %s" % remounted.stderr.decode().strip())
+        errors = []
+
+        def reader():
+            try:
+                for _ in range(20):
+                    with self.replica.get_read_stream(None, older_md) as stream:
+                        if stream.read() != older:
+                            errors.append("wrong bytes")
+            except Exception as error:  # reported by the main thread
+                errors.append(repr(error))
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        samples = []
+        for number in range(20):
+            module_data = self.replica.new_data(None)
+            self.replica.assign(None, module_data, io.BytesIO(payload(30000, seed=number)))
+            self.assertTrue(self.replica.available(None, older_md) in (True, False))
+            stats = self.replica.statistics(None)
+            (entry,) = [item for item in stats["locations"] if item["name"] == "ro"]
+            samples.append((entry["write_health"], entry["read_health"]))
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(errors, [])
+        self.assertNotIn("ok", [write for write, _ in samples])
+        self.assertEqual(samples[-1][0], "error-limited")
+        self.assertEqual({read for _, read in samples}, {"ok"})
+        self.assertIn("Read-only", entry["write"]["last_error"])
+        self.assertEqual(stats["under_replicated"], 20)
+        # every copy but the read-only one gone: reads are still served from it
+        for path in self.dirs[:2]:
+            for base, _, names in os.walk(path):
+                for name in names:
+                    os.unlink(os.path.join(base, name))
+        with self.replica.get_read_stream(None, older_md) as stream:
+            self.assertEqual(stream.read(), older)

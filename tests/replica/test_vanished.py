@@ -147,6 +147,18 @@ class TestVanishedCopies(unittest.TestCase):
             self.assertNotIsInstance(caught.exception, DataCorrupted)
         self.assertEqual(self.replica.statistics(None)["operations"]["damaged_copies_found"], 0)
 
+    def test_a_copy_whose_data_is_gone_scrubs_as_missing_and_is_refilled(self):
+        """Regression (issue 9): data gone with its manifest left is missing, not damaged."""
+        self.modules["loc-b"].inner.delete(None, self.copies["loc-b"]["md"])
+        report = self.replica.scrub(self.context, self.module_data)
+        self.assertEqual(report["damaged"], {})
+        self.assertEqual(report["missing"], ["loc-b"])
+        self.assertEqual(self.replica.statistics(None)["operations"]["damaged_copies_found"], 0)
+        repaired = self.replica.repair(self.context, self.module_data)
+        self.assertEqual(repaired["repaired"], ["loc-b"])
+        with self.modules["loc-b"].inner.get_read_stream(None, self.copies["loc-b"]["md"]) as s:
+            self.assertEqual(s.read(), self.data)
+
     def test_damage_while_the_object_lives_is_still_damage(self):
         """The other side: a present copy with bad bytes is reported and journaled."""
         path = os.path.join(self.modules["loc-a"].inner.storage_dir,

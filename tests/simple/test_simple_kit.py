@@ -9,9 +9,13 @@ from simple.simple import SimpleStorage
 
 class TestSimpleStorageConformance(StorageModuleTestBase, unittest.TestCase):
     def make_module(self):
-        directory = tempfile.mkdtemp(prefix="vsm-simple-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        return SimpleStorage(directory)
+        self.directory = tempfile.mkdtemp(prefix="vsm-simple-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        return SimpleStorage(self.directory)
+
+    def storage_directory(self):
+        """Enables the storage-taken-away and empty-directory checks (issue 15)."""
+        return self.directory
 
 
 if __name__ == "__main__":

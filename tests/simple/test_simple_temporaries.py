@@ -88,7 +88,9 @@ class TestTemporaries(unittest.TestCase):
         report = self.storage.repair(None)
         self.assertEqual(report["temporaries_removed"], 1)
         self.assertEqual(report["bytes_removed"], size)
+        self.assertEqual((report["reclaimed"], report["failed"]), (1, {}))
         self.assertFalse(os.path.exists(left))
+        self.assertEqual(os.listdir(self.directory), [], "the emptied shard is removed too")
         self.assertEqual(self.storage.statistics(None)["temporaries"], {"files": 0, "bytes": 0})
 
     def test_objects_and_fresh_temporaries_are_never_removed(self):
