@@ -68,7 +68,8 @@ class SimpleStorage(StorageModule):
             or ``temp_grace`` is not a positive number.
     """
 
-    #: repair() sweeps stale temporaries; new_data_for() places deterministically.
+    #: Sweeps its leftovers (:meth:`repair`); offers deterministic placement
+    #: (:meth:`new_data_for`).
     capabilities = MappingProxyType(dict(StorageModule.capabilities, repair=True,
                                          placement=True))
 
