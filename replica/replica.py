@@ -507,8 +507,8 @@ class ReplicaStorage(StorageModule):
         retried; an error-limited location is probed with its first entry
         and skipped for the rest of this repair if that fails; then every
         location's own ``repair(context)`` is called (when its module has
-        one), which removes the temporaries of writes cut off by a crash.
-        This also starts a new repair pass for the fill counts (``vsm
+        one), which removes the temporaries of writes cut off by a crash;
+        this also starts a new repair pass for the fill counts (``vsm
         repair`` runs it first).
 
         Returns:
