@@ -19,7 +19,6 @@ from modules.errors import (
     StorageError,
     describe_error,
 )
-from replica import module_data as formats
 from replica.copies import delete_copy
 from replica.journal import DELETE, JournalEntry
 from replica.ledger import Ledger

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from modules.errors import LocationUnavailable, StorageError
+from modules.redaction import redact_text
 from replica import module_data as formats
 from replica.locations import Location
 
@@ -104,8 +105,9 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
     for location in missing:
         try:
             module = location.module(context)
-        except StorageError as error:
-            unplaced[location.name] = "cannot be resolved now: %s" % error
+        except Exception as error:  # a platform resolver may raise anything: report it
+            unplaced[location.name] = redact_text("cannot be resolved now: %s" % (
+                location.translate(error, "getModule"),))
             continue
         if not supports_placement(module):
             unplaced[location.name] = (
@@ -123,8 +125,8 @@ def expand(context: Optional[dict], data: formats.ReplicaData,
             if with_manifest:
                 entry["mf"] = manifest_md
         except StorageError as error:
-            unplaced[location.name] = "new_data_for failed: %s: %s" % (type(error).__name__,
-                                                                       error)
+            unplaced[location.name] = redact_text("new_data_for failed: %s: %s" % (
+                type(error).__name__, error))
             continue
         copies[location.name] = MappingProxyType(entry)
         placed.append(location.name)

@@ -120,8 +120,8 @@ class Rebalance:
         try:
             placement: Optional[bool] = supports_placement(
                 self._locations.get(name).module(context))
-        except StorageError:
-            placement = None  # unknown: the module cannot be resolved now
+        except Exception:  # a platform resolver may raise anything: unknown for now
+            placement = None
         facts: Dict[str, Any] = {"draining": name in self._locations.draining,
                                  "placement": placement, "fill": None}
         if placement is False:

@@ -618,29 +618,6 @@ class StorageModuleTestBase:
             with self.assertRaises(Unsupported):
                 self.module.repair(self.context)
 
-    def test_placement_matches_capabilities(self):
-        """new_data_for() is deterministic and usable when capabilities say 'placement',
-        and raises Unsupported otherwise (issue 14: growing a mirror relies on it)."""
-        object_id = uuid.uuid4().hex
-        capabilities = getattr(self.module, "capabilities", {})
-        if not capabilities.get("placement"):
-            with self.assertRaises(Unsupported):
-                self.module.new_data_for(self.context, object_id)
-            return
-        module_data = self.module.new_data_for(self.context, object_id)
-        self.assertIsInstance(module_data, str, "new_data_for() must return a str")
-        self.assertEqual(self.module.new_data_for(self.context, object_id), module_data,
-                         "new_data_for() must return the same value for the same object id")
-        self.assertNotEqual(self.module.new_data_for(self.context, uuid.uuid4().hex),
-                            module_data, "two object ids gave the same module_data")
-        self.assertFalse(self.module.available(self.context, module_data))
-        self.module.assign(self.context, module_data, io.BytesIO(b"placed"))
-        self.addCleanup(self._delete_quietly, module_data)
-        self.assertStoredEqual(module_data, b"placed")
-        for bad in ("", "xyz", object_id.upper(), object_id + "0", "../" + object_id[3:], None):
-            with self.assertRaises(InvalidModuleData, msg="new_data_for(%r)" % (bad,)):
-                self.module.new_data_for(self.context, bad)
-
 
 def _first_difference(left: bytes, right: bytes) -> int:
     for index, (a, b) in enumerate(zip(left, right)):

@@ -17,6 +17,8 @@ import unittest
 import requests
 
 from modules.host.commands import EXIT_OK
+from modules.host.status_page import ModuleView, render_status_page
+from modules.host.store import ModuleConfig
 from modules.keys import sharded_key_for
 from replica.placement import manifest_id
 from replica.replica import ReplicaStorage
@@ -180,6 +182,33 @@ class TestGrowThroughTheHost(CliTestCase):
         self.assertEqual(code, EXIT_OK, out + err)
         self.assertIn("draining a: can be removed now", out)
         self.assertIn("draining: can be removed", self.host.request("GET", "/").text)
+
+
+class TestFillOnTheStatusPage(unittest.TestCase):
+    """The status page's fill line per replica location (issue 14), from statistics alone."""
+
+    def page(self, location, objects=10):
+        config = ModuleConfig("mirror", "replica.replica.ReplicaStorage")
+        statistics = {"replicas": 1, "healthy": 1, "locations": [dict(location, name="d",
+                                                                        health="ok")]}
+        view = ModuleView(config, statistics, None, objects, 0)
+        return render_status_page([view], "/data").decode("utf-8")
+
+    def test_holds_of_the_index_and_drain_state(self):
+        fill = {"objects": 10, "holds": 4, "needed": 3}
+        page = self.page({"fill": fill, "draining": True, "placement": True})
+        self.assertIn("holds 4 of 10 objects (40%", page)
+        self.assertIn("draining: 3 objects still need it", page)
+        page = self.page({"fill": dict(fill, holds=0, needed=0), "draining": True})
+        self.assertIn("draining: can be removed", page)
+        page = self.page({"fill": dict(fill, objects=6, needed=0), "draining": True})
+        self.assertNotIn("can be removed", page, "a pass over 6 of 10 objects proves nothing")
+
+    def test_location_without_placement_says_so(self):
+        page = self.page({"fill": None, "placement": False,
+                          "placement_note": "cannot receive objects created before it was added"})
+        self.assertIn("cannot receive objects created before it was added", page)
+        self.assertNotIn("holds", page)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ objects are written, then the replica is rebuilt with other arguments (a
 location added, marked draining, removed, replaced) exactly as a host does
 when an administrator changes the configuration.
 """
+import concurrent.futures
 import io
+import itertools
 import json
 import os
 import shutil
@@ -14,7 +16,12 @@ from types import MappingProxyType
 
 from modules import StorageModule
 from modules.context import make_context
-from modules.errors import ConfigurationError, InvalidModuleData, Unsupported
+from modules.errors import (
+    ConfigurationError,
+    InvalidModuleData,
+    LocationUnavailable,
+    Unsupported,
+)
 from modules.keys import sharded_key_for
 from modules.testing.faults import FaultyStorage
 from replica import module_data as formats
@@ -43,9 +50,14 @@ class ConstantPlacementStorage(SimpleStorage):
 class CrashingPlacementStorage(SimpleStorage):
     """A broken module: new_data_for raises a foreign exception or returns garbage."""
 
+    calls = itertools.count()
+
     def new_data_for(self, context, object_id):
-        if object_id.startswith(tuple("01234567")):
+        turn = next(self.calls) % 3  # each failure in turn, whatever the random ids
+        if turn == 0:
             raise RuntimeError("boom with password=hunter2")
+        if turn == 1:
+            raise LocationUnavailable("cannot reach https://user:hunter2@nas.example/dav")
         return 42
 
 
@@ -270,6 +282,65 @@ class TestBrokenPlacement(GrowTestCase):
                 self.assertTrue(grown.available(None, module_data))
             self.assertNotIn("hunter2", json.dumps(grown.statistics(None)))
             self.assertEqual(os.listdir(self.dirs["c"]), [], broken)
+
+
+class TestConcurrentPlacement(GrowTestCase):
+
+    def test_two_processes_filling_the_same_objects_agree(self):
+        """Two replicas (two server processes, one state_dir) repair the same objects at
+        once: each placed copy is written whole, once per place, and verifies."""
+        payloads = {}
+        before = self.replica("a", "b")
+        for index in range(6):
+            payload = os.urandom(20000 + index)
+            payloads[self.store(before, payload)] = payload
+        state_dir = temp_dir(self)
+        replicas = [self.replica("a", "b", "c", state_dir=state_dir) for _ in range(2)]
+        jobs = [(replica, module_data) for module_data in payloads for replica in replicas] * 2
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            reports = list(pool.map(lambda job: job[0].repair(None, job[1]), jobs, timeout=60))
+        self.assertTrue(all(not report["failed"] for report in reports))
+        self.gone("a", "b")
+        for module_data, payload in payloads.items():
+            self.assertEqual(self.read(replicas[0], module_data), payload)
+            self.assertEqual(replicas[1].scrub(None, module_data)["ok"], ["c"])
+        leftovers = [name for _, _, files in os.walk(self.dirs["c"]) for name in files
+                     if name.startswith(".tmp-")]
+        self.assertEqual(leftovers, [])
+        self.assertEqual(sum(len(files) for _, _, files in os.walk(self.dirs["c"])),
+                         2 * len(payloads), "one data file and one manifest per object")
+
+
+class TestUnresolvableAddedLocation(GrowTestCase):
+
+    def test_a_resolver_that_raises_costs_old_objects_nothing(self):
+        """An added named location whose resolution fails (the platform's resolver raises
+        anything) leaves old objects readable, deletable and repairable elsewhere."""
+        modules = {name: SimpleStorage(self.dirs[name]) for name in "ab"}
+
+        def resolve(name):
+            if name == "c":
+                raise RuntimeError("resolver broke")
+            return modules[name]
+        context = make_context(resolve)
+        before = ReplicaStorage("a", "b")
+        self.addCleanup(before.close)
+        module_data = before.new_data(context)
+        before.assign(context, module_data, io.BytesIO(b"old"))
+        grown = ReplicaStorage("a", "b", "c")
+        self.addCleanup(grown.close)
+        with grown.get_read_stream(context, module_data) as stream:
+            self.assertEqual(stream.read(), b"old")
+        self.assertEqual(grown.get_size(context, module_data), 3)
+        report = grown.repair(context, module_data)
+        self.assertIn("resolver broke", report["not_placeable"]["c"])
+        self.assertTrue(grown.available(context, module_data))
+        stats = grown.statistics(context)
+        self.assertNotIn("error", stats)
+        self.assertIsNone([item for item in stats["locations"] if item["name"] == "c"][0][
+            "placement"], "unknown while it cannot be resolved")
+        grown.delete(context, module_data)
+        self.assertEqual(self.copies_of(module_data), 0)
 
 
 class TestCreatedWhileDown(GrowTestCase):
