@@ -150,6 +150,16 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
     if workers < 1 or options.threads < 1:
         print("vsm serve: --workers and --threads must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= options.port <= 65535:
+        # getaddrinfo would take 99999 modulo 65536 and listen on 34463 without a word.
+        print("vsm serve: --port must be from 0 to 65535 (0 picks a free one), got %d"
+              % options.port, file=sys.stderr)
+        return EXIT_USAGE
+    if options.max_body_size < 1:
+        # cheroot would answer 413 to every request, even a GET (any length exceeds it).
+        print("vsm serve: --max-body-size must be at least 1 byte, got %d"
+              % options.max_body_size, file=sys.stderr)
+        return EXIT_USAGE
     if options.spool_dir:
         print("vsm serve: --spool-dir is ignored: request bodies are streamed, nothing is "
               "spooled", file=sys.stderr)

@@ -7,7 +7,7 @@ other modules use it), ``POST .../<name>/repair`` repairs its data.
 """
 import logging
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from modules.errors import ConfigurationError, StorageError
 from modules.loader import load_module
@@ -17,7 +17,7 @@ from modules.host.http import HttpError, Request, Response, empty_response, json
 from modules.redaction import redact
 from modules.host.registry import Lease, ModuleRegistry, UnknownModule
 from modules.host.repair import RepairService
-from modules.host.store import ModuleConfig, ModuleInUse, Store
+from modules.host.store import ModuleConfig, ModuleInUse, Store, string_arguments
 
 __all__ = ["ConfigService", "CONFIG_PREFIX", "NAME_PATTERN", "module_statistics"]
 
@@ -133,6 +133,11 @@ class ConfigService:
                 created with these arguments (the message says why).
         """
         config = _parse_config(name, request.read_json())
+        cycle = _cycle(config, self._store.list_modules())
+        if cycle:
+            raise HttpError(400, "module %r would use itself: %s; a module cannot be its own "
+                                 "location, directly or through others"
+                            % (name, " -> ".join(cycle)), error="InvalidConfiguration")
         current = self._store.get_module(name)
         if current is not None and current.same_settings(config):
             return empty_response(204)
@@ -201,6 +206,34 @@ class ConfigService:
             "revision": config.revision,
             "updated": config.updated,
         }
+
+
+def _cycle(config: ModuleConfig, configured: List[ModuleConfig]) -> Optional[List[str]]:
+    """Return the names leading from ``config`` back to itself through arguments, or None.
+
+    A module uses another when one of its string arguments is that module's
+    name (as :meth:`Store.delete_module` counts users). A cycle (replica
+    ``a`` over ``b``, ``b`` over ``a``) made every write recurse until
+    ``RecursionError``, in an exponential number of calls that went on long
+    after the request timed out.
+    """
+    uses = {other.name: string_arguments(other.args) for other in configured}
+    uses[config.name] = string_arguments(config.args)
+    path: List[str] = [config.name]
+    pending = [iter(uses[config.name])]
+    seen = set()
+    while pending:  # depth-first; each module is entered at most once
+        following = next(pending[-1], None)
+        if following is None:
+            pending.pop()
+            path.pop()
+        elif following == config.name:
+            return path + [following]
+        elif following in uses and following not in seen:
+            seen.add(following)
+            path.append(following)
+            pending.append(iter(uses[following]))
+    return None
 
 
 def _parse_config(name: str, body: Any) -> ModuleConfig:

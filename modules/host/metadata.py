@@ -7,7 +7,10 @@ user metadata ``X-Object-Meta-<name>: <value>`` as OpenStack Swift does,
 and sends them back on GET and HEAD. The limits are Swift's defaults
 (``swift/common/constraints.py``: 128-byte names, 256-byte values, 90
 items, 4096 bytes in all); a request over them gets a 400 that says which.
+Names must be RFC 9110 tokens and values free of control characters
+(section 5.5), since they are sent back as response headers.
 """
+import re
 from typing import List, Optional, Tuple
 
 from modules.host.http import HttpError, Request
@@ -38,6 +41,19 @@ MAX_META_OVERALL_SIZE = 4096
 #: Longest stored representation header value, in bytes.
 MAX_HEADER_VALUE_LENGTH = 1024
 
+# RFC 9110 section 5.6.2 (token) and 5.5 (field-value: VCHAR, obs-text, SP and HTAB inside).
+# Written here because neither Werkzeug nor cheroot exposes a validator for header fields.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _checked_value(name: str, value: str) -> str:
+    """Return ``value``, or raise a 400 when it holds control characters (RFC 9110 5.5)."""
+    if _CONTROL.search(value):
+        raise HttpError(400, "%s holds control characters (RFC 9110 section 5.5); it would be "
+                             "sent back as a header" % name)
+    return value
+
 
 def stored_headers(request: Request) -> Tuple[Tuple[str, str], ...]:
     """Return the headers of ``request`` to store with the object, as (name, value) pairs.
@@ -46,7 +62,8 @@ def stored_headers(request: Request) -> Tuple[Tuple[str, str], ...]:
     (``X-Object-Meta-color``); HTTP header names are case-insensitive.
 
     Raises:
-        HttpError: 400 when metadata or a header is over its limit or empty-named.
+        HttpError: 400 when metadata or a header is over its limit, empty-named, named
+            with other than an RFC 9110 token, or holds control characters.
     """
     kept: List[Tuple[str, str]] = []
     for name in REPRESENTATION_HEADERS:
@@ -55,7 +72,7 @@ def stored_headers(request: Request) -> Tuple[Tuple[str, str], ...]:
             if len(value.encode("latin-1", "replace")) > MAX_HEADER_VALUE_LENGTH:
                 raise HttpError(400, "%s is longer than %d bytes" % (name,
                                                                      MAX_HEADER_VALUE_LENGTH))
-            kept.append((name, value))
+            kept.append((name, _checked_value(name, value)))
     metadata: List[Tuple[str, str]] = []
     total = 0
     for name, value in request.headers.items():
@@ -68,6 +85,10 @@ def stored_headers(request: Request) -> Tuple[Tuple[str, str], ...]:
         if len(suffix) > MAX_META_NAME_LENGTH:
             raise HttpError(400, "the metadata name %r is longer than %d bytes"
                             % (suffix[:40] + "...", MAX_META_NAME_LENGTH))
+        if not _TOKEN.match(suffix):
+            raise HttpError(400, "the metadata name %r may hold only letters, digits and "
+                                 "!#$%%&'*+-.^_`|~ (an RFC 9110 token)" % suffix)
+        _checked_value(name, value)
         if len(value) > MAX_META_VALUE_LENGTH:
             raise HttpError(400, "the value of metadata %r is longer than %d bytes"
                             % (suffix, MAX_META_VALUE_LENGTH))
@@ -93,11 +114,11 @@ def content_type(request: Request) -> Optional[str]:
     """Return the request's Content-Type to store, or None (then the default is served).
 
     Raises:
-        HttpError: 400 when it is longer than 255 bytes.
+        HttpError: 400 when it is longer than 255 bytes or holds control characters.
     """
     value = request.header("Content-Type")
     if value is None:
         return None
     if len(value) > 255:
         raise HttpError(400, "Content-Type is longer than 255 bytes")
-    return value
+    return _checked_value("Content-Type", value)

@@ -11,7 +11,8 @@ empty for other endpoints) and ``operation`` (``get``, ``head``, ``put``,
 
 Per configured module, read from its ``statistics()`` at each scrape
 (``module`` label): ``vsm_module_up`` (1 when statistics answered),
-``vsm_module_objects``, ``vsm_module_capacity_bytes`` (``kind`` total, free,
+``vsm_module_available`` (0 when they answered with ``status``
+``unavailable``: the storage is down; 1 otherwise), ``vsm_module_objects``, ``vsm_module_capacity_bytes`` (``kind`` total, free,
 used; unknown values are left out), and for a replica ``vsm_module_degraded``,
 ``vsm_module_replicas``, ``vsm_module_healthy_locations``,
 ``vsm_module_missing_copies`` (journal entries waiting for a copy),
@@ -223,6 +224,8 @@ class _ModuleCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("vsm_module_up", "1 when the module's statistics answered",
                                labels=["module"])
+        available = GaugeMetricFamily("vsm_module_available", "0 when the module's statistics "
+                                      "say its storage is unavailable", labels=["module"])
         objects = GaugeMetricFamily("vsm_module_objects", "Objects the host stores with the "
                                     "module", labels=["module"])
         capacity = GaugeMetricFamily("vsm_module_capacity_bytes", "The module's capacity",
@@ -250,6 +253,8 @@ class _ModuleCollector:
                 objects.add_metric([figure.name], figure.objects)
             if not isinstance(statistics, dict):
                 continue
+            available.add_metric([figure.name],
+                                 0 if statistics.get("status") == "unavailable" else 1)
             for kind, value in (statistics.get("capacity") or {}).items():
                 if isinstance(value, (int, float)) and value >= 0:
                     capacity.add_metric([figure.name, str(kind)], value)
@@ -264,7 +269,7 @@ class _ModuleCollector:
                 if isinstance(location, dict) and location.get("name"):
                     location_up.add_metric([figure.name, str(location["name"])],
                                            1 if location.get("health") == "ok" else 0)
-        yield from (up, objects, capacity, *replica.values(), dropped, location_up)
+        yield from (up, available, objects, capacity, *replica.values(), dropped, location_up)
 
 
 class _Request:

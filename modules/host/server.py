@@ -18,7 +18,15 @@ socket (no spooling). What is changed here, and why:
   client that sent its body without waiting reads the answer instead of a
   connection reset. Nothing discarded is stored or spooled.
 * The request line and headers must arrive within :data:`HEADER_DEADLINE`
-  seconds (a slowloris client holds a thread at most that long).
+  seconds (a slowloris client holds a thread at most that long), and be at
+  most :data:`MAX_HEADER_SIZE` bytes together (cheroot's default is no
+  limit: one client without credentials could make a worker hold hundreds
+  of MiB of header). Above it: ``414`` for the request line, ``413`` for
+  the headers, the connection closed.
+* A request with two different ``Content-Length`` values is refused with
+  ``400`` (RFC 9112 section 6.3: an invalid length is an unrecoverable
+  error; cheroot kept the last one, a request-smuggling opening behind a
+  proxy that keeps the first).
 * Responses are written with ``socket.sendall`` (cheroot's writer is pure
   Python and copies every chunk), and ``wsgi.file_wrapper`` answers
   (:mod:`modules.host.file_wrapper`) with ``sendfile(2)``: zero-copy.
@@ -43,7 +51,7 @@ from modules.host.file_wrapper import FileWrapper
 
 __all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
            "DEFAULT_THREADS", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT", "LINGER_SECONDS",
-           "DRAIN_LIMIT", "HEADER_DEADLINE"]
+           "DRAIN_LIMIT", "HEADER_DEADLINE", "MAX_HEADER_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,11 @@ DEFAULT_TIMEOUT = 60
 
 #: Seconds a client has to send its request line and headers, once it started.
 HEADER_DEADLINE = 20.0
+
+#: The largest request line plus headers, in bytes (414 or 413 above it). Enough for a
+#: 4096-byte key percent-encoded twice (the path and ``X-Copy-From``) and Swift's metadata
+#: limits; nginx allows 4 x 8 KiB lines, Apache 100 fields of 8 KiB.
+MAX_HEADER_SIZE = 64 * 1024
 
 #: Pending connections the kernel queues before they are accepted (``listen`` backlog).
 BACKLOG = 256
@@ -162,11 +175,28 @@ class _ContinueOnFirstRead:
         self._rfile.close()
 
 
+class _SingleLengthHeaders(dict):
+    """Header dict that refuses a second, different ``Content-Length`` (RFC 9112 section 6.3).
+
+    cheroot's reader assigns each header line in turn, so a repeated one
+    silently replaced the first; raising ``ValueError`` here makes cheroot
+    answer ``400 Bad Request`` with this message.
+    """
+
+    def __setitem__(self, key, value):
+        if key == b"Content-Length" and key in self and self[key] != value:
+            raise ValueError("Content-Length is given twice with different values")
+        super().__setitem__(key, value)
+
+
 class _HeaderReader(cheroot_server.HeaderReader):
     """Read the headers, hiding ``Expect: 100-continue`` from cheroot's eager answer."""
 
     def __call__(self, rfile, hdict=None):
-        hdict = super().__call__(rfile, hdict)
+        checked = super().__call__(rfile, _SingleLengthHeaders(hdict or {}))
+        if hdict is None:
+            hdict = {}
+        hdict.update(checked)
         if hdict.get(b"Expect", b"").strip().lower() == _CONTINUE:
             del hdict[b"Expect"]
             hdict[_DEFERRED] = _CONTINUE
@@ -459,6 +489,7 @@ class HostServer:
                                       server_name="vsm", timeout=timeout,
                                       request_queue_size=BACKLOG, shutdown_timeout=5)
         self._server.max_request_body_size = max_body_size
+        self._server.max_request_header_size = MAX_HEADER_SIZE
         self._server.multiprocess = multiprocess
         self._started = False
         self._stop_requested = False

@@ -319,3 +319,18 @@ class TestServeCommand(unittest.TestCase):
                 code = main(["serve", "--port", str(port), "--data-dir", self.data_dir])
         self.assertEqual(code, 1)
         self.assertTrue(re.search(r"cannot listen on 127\.0\.0\.1:%d" % port, err.getvalue()))
+
+    def test_impossible_port_and_body_size_are_usage_errors(self):
+        """Review finding: ``--port 99999`` listened on port 34463 (getaddrinfo takes it modulo
+        65536) and ``--max-body-size -5`` answered 413 to every request, even GETs."""
+        for option, value, expected in (("--port", "99999", "--port must be from 0 to 65535"),
+                                        ("--port", "-1", "--port must be"),
+                                        ("--max-body-size", "-5", "--max-body-size must be")):
+            with self.subTest(option=option, value=value):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+                        mock.patch.dict(os.environ, {"VSM_ADMIN_PASSWORD": PASSWORD}):
+                    code = main(["serve", "--port", "0", option, value, "--data-dir",
+                                 self.data_dir, "--workers", "1"])
+                self.assertEqual(code, 2)
+                self.assertIn(expected, err.getvalue())

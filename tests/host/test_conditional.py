@@ -191,6 +191,44 @@ class TestStoredHeaders(ObjectTestCase):
         self.assertEqual(self.get("k").status_code, 404, "nothing was stored")
 
 
+class TestStoredHeadersAreValidHeaders(ObjectTestCase):
+    """Review finding: metadata names with spaces or control characters and values with NUL,
+    ESC or DEL were stored and sent back verbatim, making every later GET a malformed
+    HTTP answer (RFC 9110 sections 5.1, 5.5)."""
+
+    def _raw_put(self, key: str, header: bytes) -> bytes:
+        host, port = self.host.url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+        authorization = b64encode(("%s:%s" % AUTH).encode())
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"PUT /objects/store/" + key.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                               b"Authorization: Basic " + authorization + b"\r\n" + header
+                               + b"\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+            answer = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                part = connection.recv(65536)
+                if not part:
+                    break
+                answer += part
+        return answer
+
+    def test_invalid_names_and_values_are_a_400_and_store_nothing(self):
+        for number, header in enumerate([b"X-Object-Meta-a b: v", b"X-Object-Meta-a\x01: v",
+                                         b"X-Object-Meta-(x): v", b"X-Object-Meta-A: v\x00x",
+                                         b"X-Object-Meta-A: \x1b[31mred", b"Content-Language: en\x7f",
+                                         b"Content-Type: text/plain\x01"]):
+            with self.subTest(header=header):
+                answer = self._raw_put("bad%d" % number, header)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer[:300])
+                self.assertIn(b"RFC 9110", answer)
+                self.assertEqual(self.get("bad%d" % number).status_code, 404)
+
+    def test_tokens_tabs_and_latin1_text_stay_allowed(self):
+        answer = self._raw_put("good", b"X-Object-Meta-Odd.Name~1!: caf\xe9\tau lait")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 201"), answer[:300])
+        self.assertEqual(self.get("good").headers["X-Object-Meta-odd.name~1!"], "caf\xe9\tau lait")
+
+
 class TestLengthRequired(ObjectTestCase):
     """Issue 11 item 9: a PUT without Content-Length or chunked stored an empty object."""
 

@@ -116,6 +116,23 @@ class TestConfiguration(HostTestCase):
         self.assertEqual(self.host.request("DELETE", CONFIG + "front").status_code, 204)
         self.assertEqual(self.host.request("DELETE", CONFIG + "back").status_code, 204)
 
+    def test_modules_that_would_use_themselves_are_refused(self):
+        """Review finding: replicas ``cyc1`` over ``cyc2`` and ``cyc2`` over ``cyc1`` were
+        accepted; the first PUT recursed in an exponential number of calls, took 30 s, and a
+        thread kept spinning and logging ~1 MB/s long after."""
+        forwarding = "tests.host.fixture_modules.ForwardingStorage"
+        self.host.simple("back")
+        self.host.configure("a", forwarding, ["back"])
+        self.host.configure("b", forwarding, ["a"])
+        for name, args, chain in (("a", ["b"], "a -> b -> a"), ("self", ["self"], "self -> self"),
+                                  ("c", ["c", "back"], "c -> c")):
+            with self.subTest(name=name):
+                response = self.host.configure(name, forwarding, args, expect=400)
+                self.assertJsonError(response, 400, chain)
+        self.assertEqual(self.host.request("GET", CONFIG + "a").json()["args"], ["back"],
+                         "the refused change left the old configuration")
+        self.host.configure("d", forwarding, ["b"])  # a chain without a cycle is fine
+
     def test_configuration_and_objects_survive_a_restart(self):
         self.host.simple("s1")
         self.host.request("PUT", "/objects/s1/kept", data=b"still here")

@@ -133,6 +133,22 @@ class TestMetrics(unittest.TestCase):
             self.assertIn(line, text)
         self.assertNotIn(PASSWORD, text)
 
+    def test_a_module_whose_storage_is_gone_is_not_available(self):
+        """Review finding: a location whose directory was gone (status page UNAVAILABLE) showed
+        only ``vsm_module_up 1`` in /metrics: nothing to alert on."""
+        stack = _ServedStack(self)
+        for name in ("here", "gone"):
+            directory = os.path.join(stack.data_dir, name)
+            os.mkdir(directory)
+            answer = stack.session.put(stack.url + CONFIG + name, json={
+                "module": "simple.simple.SimpleStorage", "args": [directory]}, timeout=10)
+            self.assertEqual(answer.status_code, 204, answer.text)
+        os.rename(os.path.join(stack.data_dir, "gone"), os.path.join(stack.data_dir, "away"))
+        text = stack.session.get(stack.url + "/metrics", timeout=10).text
+        for line in ('vsm_module_up{module="gone"} 1.0', 'vsm_module_available{module="gone"} 0.0',
+                     'vsm_module_available{module="here"} 1.0'):
+            self.assertIn(line, text)
+
     def test_made_up_policies_do_not_grow_the_labels(self):
         stack = _ServedStack(self, metrics=METRICS_PUBLIC)
         for index in range(20):

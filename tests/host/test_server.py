@@ -291,3 +291,71 @@ class TestSlowClients(unittest.TestCase):
                             break
                     self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
                     self.assertTrue(answer.endswith(b"0123456789"), answer)
+
+
+class TestRequestHeadLimits(unittest.TestCase):
+    """Review findings against ``vsm serve``: the request head is bounded and unambiguous."""
+
+    def setUp(self):
+        self.bodies = []
+
+        def app(environ, start_response):
+            body = environ["wsgi.input"].read()
+            self.bodies.append(body)
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        self.address = ("127.0.0.1", server.port)
+
+    def test_huge_headers_are_refused_without_being_held_in_memory(self):
+        """Review finding: a 200 MiB header from a client without credentials grew a
+        worker's RSS to 650 MiB (cheroot reads headers without a size limit)."""
+        from modules.host.server import MAX_HEADER_SIZE
+
+        with socket.create_connection(self.address, timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            sent = 0
+            for _ in range(64):  # at most 4 MiB: far over the limit
+                try:
+                    sock.sendall(b"a" * 65536)
+                except OSError:  # the server answered and closed: what is wanted
+                    break
+                sent += 65536
+            answer = _read_answer(sock)
+        self.assertIn(b" 413 ", _head_of(answer).split(b"\r\n", 1)[0], answer[:200])
+        self.assertLess(sent, 4 * 1024 * 1024, "the server read the whole 4 MiB header")
+        self.assertEqual(self.bodies, [])
+        with socket.create_connection(self.address, timeout=10) as sock:  # within the limit
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: %s\r\n\r\n"
+                         % (b"a" * (MAX_HEADER_SIZE // 2)))
+            self.assertTrue(_read_answer(sock).startswith(b"HTTP/1.1 200 "))
+
+    def test_a_request_line_over_the_limit_gets_414(self):
+        from modules.host.server import MAX_HEADER_SIZE
+
+        with socket.create_connection(self.address, timeout=10) as sock:
+            sock.sendall(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"a" * (MAX_HEADER_SIZE + 1)))
+            answer = _read_answer(sock)
+        self.assertIn(b" 414 ", answer.split(b"\r\n", 1)[0], answer[:200])
+
+    def test_two_different_content_lengths_are_refused(self):
+        """Review finding: ``Content-Length: 1`` then ``Content-Length: 2`` was served with
+        the last value (RFC 9112 section 6.3: an unrecoverable error; a smuggling opening)."""
+        with socket.create_connection(self.address, timeout=10) as sock:
+            sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                         b"Content-Length: 2\r\n\r\nxy")
+            answer = _read_answer(sock)
+        self.assertIn(b" 400 ", answer.split(b"\r\n", 1)[0], answer[:200])
+        self.assertIn(b"Content-Length", answer)
+        self.assertEqual(self.bodies, [])
+        with socket.create_connection(self.address, timeout=10) as sock:  # the same twice is one
+            sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
+                         b"Content-Length: 2\r\n\r\nxy")
+            answer = _read_answer(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertTrue(answer.endswith(b"xy"))
