@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from modules import StorageModule
 from modules.errors import (
@@ -50,7 +50,7 @@ from replica.fanout import FanOut
 from replica.journal import DELETE, open_journal
 from replica.ledger import Ledger
 from replica.location_set import LocationSet, unconfigured_error
-from replica.locations import READ, WRITE, Placed, limited_error
+from replica.locations import READ, WRITE, Location, Placed, limited_error
 from replica.manifest import BlockHasher, HashingReader
 from replica.rebalance import Rebalance
 from replica.repairer import Repairer
@@ -171,9 +171,9 @@ class ReplicaStorage(StorageModule):
         for location in self._locations:
             if location.name in self._locations.draining:
                 continue
-            try:
-                child = self._dispatcher.attempt(location, functools.partial(
-                    location.call, context, "new_data"), WRITE)
+            try:  # both module_data in one call on a worker: one hand-off, one deadline
+                child, manifest_md = self._dispatcher.attempt(location, functools.partial(
+                    _allocate, context, location, self._integrity), WRITE)
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -185,12 +185,6 @@ class ReplicaStorage(StorageModule):
                 continue
             entry = {"md": child}
             if self._integrity:
-                try:
-                    manifest_md = self._dispatcher.attempt(location, functools.partial(
-                        location.call, context, "new_data"), WRITE)
-                except StorageError as error:
-                    failures[location.name] = error
-                    continue
                 if not isinstance(manifest_md, str) or not manifest_md or manifest_md == child \
                         or len(manifest_md) > formats.MAX_CHILD_LENGTH:
                     failures[location.name] = LocationUnavailable(
@@ -637,6 +631,21 @@ class ReplicaStorage(StorageModule):
         if self._is_closed():
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
+
+
+def _allocate(context: Optional[dict], location: Location,
+              with_manifest: bool) -> Tuple[Any, Any]:
+    """Ask ``location`` for a copy's module_data and, when ``with_manifest``, its manifest's.
+
+    Returns:
+        tuple: (data module_data, manifest module_data or None), unchecked.
+
+    Raises:
+        StorageError: from the location's ``new_data``.
+    """
+    child = location.call(context, "new_data")
+    manifest_md = location.call(context, "new_data") if with_manifest else None
+    return child, manifest_md
 
 
 def _retiring_is_not_missing(report: Dict[str, Any], draining: FrozenSet[str]) -> None:
