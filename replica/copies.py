@@ -5,13 +5,14 @@ journal-replay paths, so that a copy is written, removed and read the same
 way everywhere: deletes that fail are journaled (through the
 :class:`~replica.ledger.Ledger`), manifests go with their data, reads verify
 every block when the object has manifests. The free functions
-:func:`writer` and :func:`delete_copy` act on one copy at one location.
+:func:`writer`, :func:`writer_with_manifest` and :func:`delete_copy` act
+on one copy at one location.
 """
 import concurrent.futures
 import functools
 import io
 import logging
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from modules.errors import ObjectNotFound, StorageError
 from replica import module_data as formats
@@ -26,7 +27,7 @@ from replica.locations import WRITE, Location, Placed
 from replica.manifest import Manifest
 from replica.verified import VerifiedCandidate, VerifiedReadStream, open_verified_stream
 
-__all__ = ["Copies", "delete_copy", "writer"]
+__all__ = ["Copies", "delete_copy", "writer", "writer_with_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,31 @@ def writer(context: Optional[dict], location: Location,
     """
     def write(channel: ChunkChannel) -> None:
         location.call(context, "assign", child, channel)
+    return write
+
+
+def writer_with_manifest(context: Optional[dict], location: Location, child: str,
+                         manifest_md: str, manifest: bytes,
+                         manifest_failed: Set[str]) -> Callable[[ChunkChannel], None]:
+    """Return a fan-out writer that stores the data, then its manifest, at ``location``.
+
+    For objects whose manifest is known before the write (they fit in one
+    chunk): one worker does both, in the order of the two-round write (a
+    copy without its manifest never counts). When storing the manifest fails,
+    the location's name is added to ``manifest_failed`` (its data copy is
+    then there and must be removed) and the error is raised.
+
+    Returns:
+        callable: takes a :class:`~replica.fanout.ChunkChannel`; raises the
+        SDK errors of the location's ``assign``.
+    """
+    def write(channel: ChunkChannel) -> None:
+        location.call(context, "assign", child, channel)
+        try:
+            location.call(context, "assign", manifest_md, io.BytesIO(manifest))
+        except BaseException:
+            manifest_failed.add(location.name)
+            raise
     return write
 
 
@@ -85,6 +111,19 @@ class Copies:
         """Count stalls detected by the fan-out against their locations' write health."""
         for name in result.dropped:
             self._locations.get(name).failed(result.failures[name], "assign", WRITE)
+
+    def lost_manifests(self, context: Optional[dict], data: formats.ReplicaData,
+                       names: Sequence[str], failures: Dict[str, StorageError]) -> None:
+        """Remove the data copies at ``names`` whose manifest could not be stored.
+
+        The counterpart of :meth:`write_manifests` for writes that stored
+        data and manifest together (:func:`writer_with_manifest`).
+        """
+        for name in names:
+            log.warning("object %s: storing the manifest at %s failed (%s); removing its copy",
+                        data.object_id, name, failures.get(name))
+        if names:
+            self.delete(context, data, names)
 
     def write_manifests(self, context: Optional[dict], data: formats.ReplicaData,
                         names: Sequence[str], manifest: Manifest,

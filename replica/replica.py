@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from modules import StorageModule
 from modules.errors import (
@@ -41,12 +41,12 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.checksum import keyring_from_options
-from replica.copies import Copies, delete_copy, writer
+from replica.copies import Copies, delete_copy, writer, writer_with_manifest
 from replica.dispatcher import Dispatcher
 from replica.drain import Drainer
 from replica.failover import exhausted_error
 from replica.fill import open_fill_counts
-from replica.fanout import FanOut
+from replica.fanout import FanOut, read_ahead
 from replica.journal import DELETE, open_journal
 from replica.ledger import Ledger
 from replica.location_set import LocationSet, unconfigured_error
@@ -268,11 +268,25 @@ class ReplicaStorage(StorageModule):
                                 "nothing was written")
         hasher = BlockHasher(self._keyring.write, object_id=data.object_id) \
             if data.verified and targets else None
+        manifest_failed: Set[str] = set()
         try:
-            result = self._dispatcher.fanout.run(
-                stream if hasher is None else HashingReader(stream, hasher),
-                                      {name: writer(context, location, child)
-                                       for name, (location, child) in targets.items()})
+            whole, rest = read_ahead(stream if hasher is None else HashingReader(stream, hasher)) \
+                if targets else (b"", None)
+            if whole is None:
+                result = self._dispatcher.fanout.run(
+                    rest, {name: writer(context, location, child)
+                           for name, (location, child) in targets.items()})
+            elif hasher is None:
+                result = self._dispatcher.fanout.run_buffered(
+                    whole, {name: writer(context, location, child)
+                            for name, (location, child) in targets.items()})
+            else:  # one chunk: its manifest is known, so each worker stores data and manifest
+                raw = hasher.manifest().to_bytes()
+                result = self._dispatcher.fanout.run_buffered(
+                    whole, {name: writer_with_manifest(context, location, child,
+                                                       data.manifest_md(name), raw,
+                                                       manifest_failed)
+                            for name, (location, child) in targets.items()})
         except BaseException:
             self._ledger.count(writes_failed=1)
             raise
@@ -281,8 +295,12 @@ class ReplicaStorage(StorageModule):
         failures.update(result.failures)
         if result.incomplete:
             self._copies.delete(context, data, sorted(result.incomplete))
-        if hasher is not None and written:
-            written = self._copies.write_manifests(context, data, written, hasher.manifest(), failures)
+        if manifest_failed:
+            self._copies.lost_manifests(context, data, sorted(
+                manifest_failed.intersection(result.failures).difference(result.late)), failures)
+        elif hasher is not None and whole is None and written:
+            written = self._copies.write_manifests(context, data, written, hasher.manifest(),
+                                                   failures)
         if len(skipped) + len(written) < quorum:
             self._copies.delete(context, data, written)
             self._copies.delete_late(context, data, result.late)
