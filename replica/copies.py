@@ -12,6 +12,7 @@ import concurrent.futures
 import functools
 import io
 import logging
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from modules.errors import ObjectNotFound, StorageError
@@ -25,11 +26,41 @@ from replica.ledger import Ledger
 from replica.location_set import LocationSet
 from replica.locations import WRITE, Location, Placed
 from replica.manifest import Manifest
-from replica.verified import VerifiedCandidate, VerifiedReadStream, open_verified_stream
+from replica.verified import (
+    READ_AHEAD,
+    VerifiedCandidate,
+    VerifiedReadStream,
+    open_verified_stream,
+)
 
-__all__ = ["Copies", "delete_copy", "writer", "writer_with_manifest"]
+__all__ = ["Copies", "Reference", "delete_copy", "writer", "writer_with_manifest"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The copy :func:`~replica.verified.find_reference` chose for an object, to open it later.
+
+    Attributes:
+        module_data: the replica module_data it was found for.
+        object_id: that object's id.
+        candidates: the candidates searched, in that order.
+        start: index in ``candidates`` of the copy found.
+        manifest: that copy's manifest (the object's reference).
+        manifests: every manifest loaded, by location name.
+        failures: location name -> error of the candidates passed over.
+        found: :func:`time.monotonic` when it was found, in seconds.
+    """
+
+    module_data: str
+    object_id: str
+    candidates: List[VerifiedCandidate]
+    start: int
+    manifest: Manifest
+    manifests: Dict[str, Manifest]
+    failures: Dict[str, StorageError]
+    found: float
 
 
 def writer(context: Optional[dict], location: Location,
@@ -180,13 +211,27 @@ class Copies:
     # -- reading -------------------------------------------------------------------
 
     def open_verified(self, context: Optional[dict], data: formats.ReplicaData,
-                      candidates: Sequence[Placed]) -> VerifiedReadStream:
+                      candidates: Sequence[Placed],
+                      reference: Optional[Reference] = None) -> VerifiedReadStream:
         """Open a verifying stream over ``candidates`` (see :mod:`replica.verified`).
+
+        With ``reference`` (found for the same object moments ago) the stream
+        starts from it, over its candidates, without looking for it again.
 
         Raises:
             ObjectNotFound, DataCorrupted, LocationUnavailable: as
             :func:`~replica.verified.open_verified_stream`.
         """
+        if reference is not None:
+            return VerifiedReadStream(
+                context, data.text, reference.start, reference.manifest,
+                dict(reference.manifests), reference.candidates, self._dispatcher.attempt,
+                self._dispatcher.pool, READ_AHEAD, dict(reference.failures),
+                on_damage=functools.partial(self.damage_found, data),
+                on_failover=self._count_failover,
+                is_gone=functools.partial(self._ledger.is_buried, data.object_id),
+                on_vanished=lambda name: self._ledger.count(vanished_copies=1),
+                keyring=self._keyring)
         return open_verified_stream(
             context, data.text, self.verified_candidates(data, candidates),
             self._dispatcher.attempt, self._dispatcher.pool,

@@ -41,7 +41,7 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.checksum import keyring_from_options
-from replica.copies import Copies, delete_copy, writer, writer_with_manifest
+from replica.copies import Copies, Reference, delete_copy, writer, writer_with_manifest
 from replica.dispatcher import Dispatcher
 from replica.drain import Drainer
 from replica.failover import exhausted_error
@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 
 #: Numbers the instances, to name their worker threads.
 _INSTANCES = itertools.count(1)
+
+#: Seconds a reference found by ``get_size`` may be reused by the same thread's next
+#: ``get_read_stream`` of the same object (see ReplicaStorage._take_reference).
+REFERENCE_TTL = 1.0
 
 
 class ReplicaStorage(StorageModule):
@@ -108,6 +112,7 @@ class ReplicaStorage(StorageModule):
         sleep = sleep or time.sleep
         self._lock = threading.Lock()  # guards _closed only
         self._closed = False
+        self._references = threading.local()  # .last: the reference get_size found
         self._locations = LocationSet(settings.locations, settings.error_limit,
                                       settings.error_interval, owner=self, clock=clock)
         try:
@@ -385,12 +390,12 @@ class ReplicaStorage(StorageModule):
         """
         data = self._locations.layout(context, module_data).data
         self._check_open()
-        candidates = self._locations.candidates(data)
         if self._integrity and data.verified:
-            stream = self._copies.open_verified(context, data, candidates)
+            stream = self._copies.open_verified(context, data, self._locations.candidates(data),
+                                                self._take_reference(module_data))
             self._ledger.count(reads=1, verified_reads=1)
         else:
-            stream = self._copies.open_unverified(context, data, candidates)
+            stream = self._copies.open_unverified(context, data, self._locations.candidates(data))
             self._ledger.count(reads=1, unverified_reads=1)
         self._drainer.after_call(context)
         return stream
@@ -466,11 +471,13 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
-            _, manifest, _ = find_reference(
-                context, module_data,
-                self._copies.verified_candidates(data, self._locations.candidates(data)),
-                self._dispatcher.attempt, failures,
+            candidates = self._copies.verified_candidates(data, self._locations.candidates(data))
+            start, manifest, manifests = find_reference(
+                context, module_data, candidates, self._dispatcher.attempt, failures,
                 functools.partial(self._ledger.is_buried, data.object_id), self._keyring)
+            self._references.last = Reference(module_data, data.object_id, candidates, start,
+                                              manifest, manifests, dict(failures),
+                                              time.monotonic())
             return manifest.size
         for location, child in self._locations.candidates(data):
             try:
@@ -640,6 +647,23 @@ class ReplicaStorage(StorageModule):
         extra.update(workers=self._dispatcher.pool.stats(), operations=self._ledger.counters(),
                      options=self.settings.describe())
         return summarize(reports, self.settings.write_quorum, journal, extra)
+
+    def _take_reference(self, module_data: str) -> Optional[Reference]:
+        """Return (once) the copy this thread's ``get_size`` just found for ``module_data``.
+
+        A host asks ``get_size`` and then opens the object: the open reuses
+        that reference instead of loading a manifest and asking for the size
+        again (issue 10). Not when it is older than REFERENCE_TTL seconds, or
+        the object was deleted through this replica meanwhile; a copy that
+        vanished otherwise is handled by the stream as during any read.
+        """
+        reference = getattr(self._references, "last", None)
+        self._references.last = None
+        if reference is None or reference.module_data != module_data \
+                or time.monotonic() - reference.found > REFERENCE_TTL \
+                or self._ledger.is_buried(reference.object_id):
+            return None
+        return reference
 
     def _is_closed(self) -> bool:
         with self._lock:
