@@ -5,13 +5,15 @@ journal-replay paths, so that a copy is written, removed and read the same
 way everywhere: deletes that fail are journaled (through the
 :class:`~replica.ledger.Ledger`), manifests go with their data, reads verify
 every block when the object has manifests. The free functions
-:func:`writer` and :func:`delete_copy` act on one copy at one location.
+:func:`writer`, :func:`writer_with_manifest` and :func:`delete_copy` act
+on one copy at one location.
 """
 import concurrent.futures
 import functools
 import io
 import logging
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from modules.errors import ObjectNotFound, StorageError
 from replica import module_data as formats
@@ -24,11 +26,41 @@ from replica.ledger import Ledger
 from replica.location_set import LocationSet
 from replica.locations import WRITE, Location, Placed
 from replica.manifest import Manifest
-from replica.verified import VerifiedCandidate, VerifiedReadStream, open_verified_stream
+from replica.verified import (
+    READ_AHEAD,
+    VerifiedCandidate,
+    VerifiedReadStream,
+    open_verified_stream,
+)
 
-__all__ = ["Copies", "delete_copy", "writer"]
+__all__ = ["Copies", "Reference", "delete_copy", "writer", "writer_with_manifest"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The copy :func:`~replica.verified.find_reference` chose for an object, to open it later.
+
+    Attributes:
+        module_data: the replica module_data it was found for.
+        object_id: that object's id.
+        candidates: the candidates searched, in that order.
+        start: index in ``candidates`` of the copy found.
+        manifest: that copy's manifest (the object's reference).
+        manifests: every manifest loaded, by location name.
+        failures: location name -> error of the candidates passed over.
+        found: :func:`time.monotonic` when it was found, in seconds.
+    """
+
+    module_data: str
+    object_id: str
+    candidates: List[VerifiedCandidate]
+    start: int
+    manifest: Manifest
+    manifests: Dict[str, Manifest]
+    failures: Dict[str, StorageError]
+    found: float
 
 
 def writer(context: Optional[dict], location: Location,
@@ -41,6 +73,31 @@ def writer(context: Optional[dict], location: Location,
     """
     def write(channel: ChunkChannel) -> None:
         location.call(context, "assign", child, channel)
+    return write
+
+
+def writer_with_manifest(context: Optional[dict], location: Location, child: str,
+                         manifest_md: str, manifest: bytes,
+                         manifest_failed: Set[str]) -> Callable[[ChunkChannel], None]:
+    """Return a fan-out writer that stores the data, then its manifest, at ``location``.
+
+    For objects whose manifest is known before the write (they fit in one
+    chunk): one worker does both, in the order of the two-round write (a
+    copy without its manifest never counts). When storing the manifest fails,
+    the location's name is added to ``manifest_failed`` (its data copy is
+    then there and must be removed) and the error is raised.
+
+    Returns:
+        callable: takes a :class:`~replica.fanout.ChunkChannel`; raises the
+        SDK errors of the location's ``assign``.
+    """
+    def write(channel: ChunkChannel) -> None:
+        location.call(context, "assign", child, channel)
+        try:
+            location.call(context, "assign", manifest_md, io.BytesIO(manifest))
+        except BaseException:
+            manifest_failed.add(location.name)
+            raise
     return write
 
 
@@ -85,6 +142,19 @@ class Copies:
         """Count stalls detected by the fan-out against their locations' write health."""
         for name in result.dropped:
             self._locations.get(name).failed(result.failures[name], "assign", WRITE)
+
+    def lost_manifests(self, context: Optional[dict], data: formats.ReplicaData,
+                       names: Sequence[str], failures: Dict[str, StorageError]) -> None:
+        """Remove the data copies at ``names`` whose manifest could not be stored.
+
+        The counterpart of :meth:`write_manifests` for writes that stored
+        data and manifest together (:func:`writer_with_manifest`).
+        """
+        for name in names:
+            log.warning("object %s: storing the manifest at %s failed (%s); removing its copy",
+                        data.object_id, name, failures.get(name))
+        if names:
+            self.delete(context, data, names)
 
     def write_manifests(self, context: Optional[dict], data: formats.ReplicaData,
                         names: Sequence[str], manifest: Manifest,
@@ -141,13 +211,27 @@ class Copies:
     # -- reading -------------------------------------------------------------------
 
     def open_verified(self, context: Optional[dict], data: formats.ReplicaData,
-                      candidates: Sequence[Placed]) -> VerifiedReadStream:
+                      candidates: Sequence[Placed],
+                      reference: Optional[Reference] = None) -> VerifiedReadStream:
         """Open a verifying stream over ``candidates`` (see :mod:`replica.verified`).
+
+        With ``reference`` (found for the same object moments ago) the stream
+        starts from it, over its candidates, without looking for it again.
 
         Raises:
             ObjectNotFound, DataCorrupted, LocationUnavailable: as
             :func:`~replica.verified.open_verified_stream`.
         """
+        if reference is not None:
+            return VerifiedReadStream(
+                context, data.text, reference.start, reference.manifest,
+                dict(reference.manifests), reference.candidates, self._dispatcher.attempt,
+                self._dispatcher.pool, READ_AHEAD, dict(reference.failures),
+                on_damage=functools.partial(self.damage_found, data),
+                on_failover=self._count_failover,
+                is_gone=functools.partial(self._ledger.is_buried, data.object_id),
+                on_vanished=lambda name: self._ledger.count(vanished_copies=1),
+                keyring=self._keyring)
         return open_verified_stream(
             context, data.text, self.verified_candidates(data, candidates),
             self._dispatcher.attempt, self._dispatcher.pool,

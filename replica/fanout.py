@@ -13,6 +13,11 @@ is dropped from the write: its channel is aborted, so its next read raises
 discards its partial copy (the SDK contract). The other writers carry on.
 If the source fails, every channel is aborted and the source's error is
 raised once all writers have stopped, so nothing is left anywhere.
+
+An object already in memory (:meth:`FanOut.run_buffered`, for objects that
+fit in one chunk) skips the pumping: each channel is created holding the
+whole object and its end, so no writer ever waits for the producer and the
+producer never waits for room (issue 10: fewer hand-offs for small objects).
 """
 import collections
 import concurrent.futures
@@ -21,13 +26,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Dict, Optional, Set
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 
 from modules.errors import LocationTimeout, LocationUnavailable, SourceStreamError, StorageError
 from modules.streams import read_source_chunk
 from replica.workers import WorkerPool
 
-__all__ = ["ChunkChannel", "FanOut", "FanOutResult", "CHUNK_SIZE", "QUEUE_DEPTH"]
+__all__ = ["ChunkChannel", "FanOut", "FanOutResult", "read_ahead", "CHUNK_SIZE", "QUEUE_DEPTH"]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +267,45 @@ class FanOut:
         self._collect(channels, futures, result)
         return result
 
+    def run_buffered(self, data: bytes, writers: Dict[str, Callable[[ChunkChannel], Any]],
+                     queue_timeout: Optional[float] = None) -> FanOutResult:
+        """Feed ``data`` (the whole object, already read) to every writer in parallel.
+
+        The same as :meth:`run` over a source holding ``data``, without the
+        producer loop: each channel starts full. Meant for objects of at most
+        one chunk, so memory stays as with :meth:`run`.
+
+        Returns:
+            FanOutResult: as :meth:`run`.
+
+        Raises:
+            LocationUnavailable: no workers became free within ``queue_timeout``.
+        """
+        result = FanOutResult(size=len(data))
+        if not writers:
+            return result
+        wait = self._queue_timeout if queue_timeout is None else queue_timeout
+        if not self._pool.reserve(len(writers), wait):
+            raise LocationUnavailable(
+                "all %d replica workers stayed busy for %.0f s; raise the workers option or look "
+                "for locations that hang (statistics shows busy workers)"
+                % (self._pool.size, wait))
+        channels: Dict[str, ChunkChannel] = {}
+        futures: Dict[str, concurrent.futures.Future] = {}
+        try:
+            for name, writer in writers.items():
+                channel = channels[name] = ChunkChannel(max(2, self._depth))
+                if data:
+                    channel.put(data, 0)
+                channel.put(b"", 0)
+                futures[name] = self._pool.submit(_run_writer, writer, channel)
+        except BaseException:
+            self._pool.release(len(writers) - len(futures))
+            self._abort_all(channels, futures, "the replica is closing")
+            raise
+        self._collect(channels, futures, result)
+        return result
+
     def _pump(self, source: BinaryIO, channels: Dict[str, ChunkChannel],
               failures: Dict[str, StorageError], dropped: Set[str]) -> int:
         live = dict(channels)
@@ -330,6 +374,48 @@ class FanOut:
             except BaseException as error:  # expected: the writer was aborted
                 log.debug("location %s stopped after the abort: %s: %s", name,
                           type(error).__name__, error)
+
+
+def read_ahead(source: BinaryIO, limit: int = CHUNK_SIZE) -> Tuple[Optional[bytes], BinaryIO]:
+    """Read up to ``limit`` bytes of ``source`` to learn whether the whole object is that small.
+
+    Returns:
+        tuple: ``(data, None)`` when the source ended within ``limit`` bytes
+        (``data`` is the whole object); otherwise ``(None, stream)`` where
+        ``stream`` yields the bytes already read, then the rest of ``source``.
+        At most ``limit`` plus one read's bytes are held.
+
+    Raises:
+        SourceStreamError: the source failed or is not binary (SDK errors
+            from the source pass through), as :func:`read_source_chunk`.
+    """
+    parts = []
+    held = 0
+    while held <= limit:
+        chunk = read_source_chunk(source, limit - held + 1, held)
+        if not chunk:
+            return b"".join(parts), None
+        parts.append(chunk)
+        held += len(chunk)
+    return None, _Prefixed(parts, source)
+
+
+class _Prefixed:
+    """A source whose first bytes were already read: those, then the rest (``read`` only)."""
+
+    def __init__(self, parts: List[bytes], source: BinaryIO):
+        self._parts = collections.deque(parts)
+        self._source = source
+
+    def read(self, size: int = -1) -> Any:
+        """Return bytes read ahead first (up to ``size``), then read the source."""
+        if not self._parts:
+            return self._source.read(size)
+        part = self._parts.popleft()
+        if size is not None and 0 <= size < len(part):
+            self._parts.appendleft(part[size:])
+            part = part[:size]
+        return part
 
 
 def _run_writer(writer: Callable[[ChunkChannel], Any], channel: ChunkChannel) -> Any:

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from modules import StorageModule
 from modules.errors import (
@@ -41,16 +41,16 @@ from modules.errors import (
 )
 from replica import module_data as formats
 from replica.checksum import keyring_from_options
-from replica.copies import Copies, delete_copy, writer
+from replica.copies import Copies, Reference, delete_copy, writer, writer_with_manifest
 from replica.dispatcher import Dispatcher
 from replica.drain import Drainer
 from replica.failover import exhausted_error
 from replica.fill import open_fill_counts
-from replica.fanout import FanOut
+from replica.fanout import FanOut, read_ahead
 from replica.journal import DELETE, open_journal
 from replica.ledger import Ledger
 from replica.location_set import LocationSet, unconfigured_error
-from replica.locations import READ, WRITE, Placed, limited_error
+from replica.locations import READ, WRITE, Location, Placed, limited_error
 from replica.manifest import BlockHasher, HashingReader
 from replica.rebalance import Rebalance
 from replica.repairer import Repairer
@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 
 #: Numbers the instances, to name their worker threads.
 _INSTANCES = itertools.count(1)
+
+#: Seconds a reference found by ``get_size`` may be reused by the same thread's next
+#: ``get_read_stream`` of the same object (see ReplicaStorage._take_reference).
+REFERENCE_TTL = 1.0
 
 
 class ReplicaStorage(StorageModule):
@@ -108,6 +112,7 @@ class ReplicaStorage(StorageModule):
         sleep = sleep or time.sleep
         self._lock = threading.Lock()  # guards _closed only
         self._closed = False
+        self._references = threading.local()  # .last: the reference get_size found
         self._locations = LocationSet(settings.locations, settings.error_limit,
                                       settings.error_interval, owner=self, clock=clock)
         try:
@@ -171,9 +176,9 @@ class ReplicaStorage(StorageModule):
         for location in self._locations:
             if location.name in self._locations.draining:
                 continue
-            try:
-                child = self._dispatcher.attempt(location, functools.partial(
-                    location.call, context, "new_data"), WRITE)
+            try:  # both module_data in one call on a worker: one hand-off, one deadline
+                child, manifest_md = self._dispatcher.attempt(location, functools.partial(
+                    _allocate, context, location, self._integrity), WRITE)
             except StorageError as error:
                 failures[location.name] = error
                 continue
@@ -185,12 +190,6 @@ class ReplicaStorage(StorageModule):
                 continue
             entry = {"md": child}
             if self._integrity:
-                try:
-                    manifest_md = self._dispatcher.attempt(location, functools.partial(
-                        location.call, context, "new_data"), WRITE)
-                except StorageError as error:
-                    failures[location.name] = error
-                    continue
                 if not isinstance(manifest_md, str) or not manifest_md or manifest_md == child \
                         or len(manifest_md) > formats.MAX_CHILD_LENGTH:
                     failures[location.name] = LocationUnavailable(
@@ -274,11 +273,25 @@ class ReplicaStorage(StorageModule):
                                 "nothing was written")
         hasher = BlockHasher(self._keyring.write, object_id=data.object_id) \
             if data.verified and targets else None
+        manifest_failed: Set[str] = set()
         try:
-            result = self._dispatcher.fanout.run(
-                stream if hasher is None else HashingReader(stream, hasher),
-                                      {name: writer(context, location, child)
-                                       for name, (location, child) in targets.items()})
+            whole, rest = read_ahead(stream if hasher is None else HashingReader(stream, hasher)) \
+                if targets else (b"", None)
+            if whole is None:
+                result = self._dispatcher.fanout.run(
+                    rest, {name: writer(context, location, child)
+                           for name, (location, child) in targets.items()})
+            elif hasher is None:
+                result = self._dispatcher.fanout.run_buffered(
+                    whole, {name: writer(context, location, child)
+                            for name, (location, child) in targets.items()})
+            else:  # one chunk: its manifest is known, so each worker stores data and manifest
+                raw = hasher.manifest().to_bytes()
+                result = self._dispatcher.fanout.run_buffered(
+                    whole, {name: writer_with_manifest(context, location, child,
+                                                       data.manifest_md(name), raw,
+                                                       manifest_failed)
+                            for name, (location, child) in targets.items()})
         except BaseException:
             self._ledger.count(writes_failed=1)
             raise
@@ -287,8 +300,12 @@ class ReplicaStorage(StorageModule):
         failures.update(result.failures)
         if result.incomplete:
             self._copies.delete(context, data, sorted(result.incomplete))
-        if hasher is not None and written:
-            written = self._copies.write_manifests(context, data, written, hasher.manifest(), failures)
+        if manifest_failed:
+            self._copies.lost_manifests(context, data, sorted(
+                manifest_failed.intersection(result.failures).difference(result.late)), failures)
+        elif hasher is not None and whole is None and written:
+            written = self._copies.write_manifests(context, data, written, hasher.manifest(),
+                                                   failures)
         if len(skipped) + len(written) < quorum:
             self._copies.delete(context, data, written)
             self._copies.delete_late(context, data, result.late)
@@ -373,12 +390,12 @@ class ReplicaStorage(StorageModule):
         """
         data = self._locations.layout(context, module_data).data
         self._check_open()
-        candidates = self._locations.candidates(data)
         if self._integrity and data.verified:
-            stream = self._copies.open_verified(context, data, candidates)
+            stream = self._copies.open_verified(context, data, self._locations.candidates(data),
+                                                self._take_reference(module_data))
             self._ledger.count(reads=1, verified_reads=1)
         else:
-            stream = self._copies.open_unverified(context, data, candidates)
+            stream = self._copies.open_unverified(context, data, self._locations.candidates(data))
             self._ledger.count(reads=1, unverified_reads=1)
         self._drainer.after_call(context)
         return stream
@@ -454,11 +471,13 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         failures: Dict[str, StorageError] = {}
         if self._integrity and data.verified:
-            _, manifest, _ = find_reference(
-                context, module_data,
-                self._copies.verified_candidates(data, self._locations.candidates(data)),
-                self._dispatcher.attempt, failures,
+            candidates = self._copies.verified_candidates(data, self._locations.candidates(data))
+            start, manifest, manifests = find_reference(
+                context, module_data, candidates, self._dispatcher.attempt, failures,
                 functools.partial(self._ledger.is_buried, data.object_id), self._keyring)
+            self._references.last = Reference(module_data, data.object_id, candidates, start,
+                                              manifest, manifests, dict(failures),
+                                              time.monotonic())
             return manifest.size
         for location, child in self._locations.candidates(data):
             try:
@@ -629,6 +648,23 @@ class ReplicaStorage(StorageModule):
                      options=self.settings.describe())
         return summarize(reports, self.settings.write_quorum, journal, extra)
 
+    def _take_reference(self, module_data: str) -> Optional[Reference]:
+        """Return (once) the copy this thread's ``get_size`` just found for ``module_data``.
+
+        A host asks ``get_size`` and then opens the object: the open reuses
+        that reference instead of loading a manifest and asking for the size
+        again (issue 10). Not when it is older than REFERENCE_TTL seconds, or
+        the object was deleted through this replica meanwhile; a copy that
+        vanished otherwise is handled by the stream as during any read.
+        """
+        reference = getattr(self._references, "last", None)
+        self._references.last = None
+        if reference is None or reference.module_data != module_data \
+                or time.monotonic() - reference.found > REFERENCE_TTL \
+                or self._ledger.is_buried(reference.object_id):
+            return None
+        return reference
+
     def _is_closed(self) -> bool:
         with self._lock:
             return self._closed
@@ -637,6 +673,21 @@ class ReplicaStorage(StorageModule):
         if self._is_closed():
             raise LocationUnavailable("this ReplicaStorage is closed; the host must use the new "
                                       "instance")
+
+
+def _allocate(context: Optional[dict], location: Location,
+              with_manifest: bool) -> Tuple[Any, Any]:
+    """Ask ``location`` for a copy's module_data and, when ``with_manifest``, its manifest's.
+
+    Returns:
+        tuple: (data module_data, manifest module_data or None), unchecked.
+
+    Raises:
+        StorageError: from the location's ``new_data``.
+    """
+    child = location.call(context, "new_data")
+    manifest_md = location.call(context, "new_data") if with_manifest else None
+    return child, manifest_md
 
 
 def _retiring_is_not_missing(report: Dict[str, Any], draining: FrozenSet[str]) -> None:

@@ -19,7 +19,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from types import MappingProxyType
 from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
@@ -136,12 +135,19 @@ class SimpleStorage(StorageModule):
             SourceStreamError: the source failed or yields text, not bytes.
         """
         path = self._object_path(module_data)
-        self._require_storage_dir()
         directory = os.path.dirname(path)
-        with self._converted(module_data):
-            temp_path = os.path.join(directory, "%s%s-%s" % (
-                _TEMP_PREFIX, os.path.basename(path), uuid.uuid4().hex[:8]))
-            fd = _create_in_shard(directory, temp_path)
+        temp_path = os.path.join(directory, "%s%s-%s" % (
+            _TEMP_PREFIX, os.path.basename(path), os.urandom(4).hex()))
+        try:
+            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # a new shard (or no storage directory: checked first)
+            self._require_storage_dir()
+            with self._converted(module_data):
+                fd = _create_in_shard(directory, temp_path, self.storage_dir)
+        except OSError:
+            self._require_storage_dir()
+            with self._converted(module_data):
+                raise
         try:
             with os.fdopen(fd, "wb", buffering=0) as temp_file, self._converted(module_data):
                 written = _copy_stream(stream, temp_file)
@@ -432,22 +438,38 @@ def _copy_stream(source: BinaryIO, target) -> int:
 _SHARD_ATTEMPTS = 5
 
 
-def _create_in_shard(directory: str, temp_path: str) -> int:
+def _create_in_shard(directory: str, temp_path: str, storage_dir: str) -> int:
     """Create the shard ``directory`` and the new file ``temp_path`` in it; return its fd.
 
+    Each shard directory created is made durable (its parent fsynced), so
+    the object's own directory fsync is enough for it to survive a crash.
     A delete in another thread or process removes shard directories it
-    empties (:func:`_remove_empty_shards`), possibly between our ``makedirs``
+    empties (:func:`_remove_empty_shards`), possibly between our ``mkdir``
     and ``open``: then the directory is created again, a bounded number of
     times. OS errors propagate.
     """
     for attempt in range(_SHARD_ATTEMPTS):
-        try:  # makedirs too: the parent shard may go between its two mkdir calls
-            os.makedirs(directory, exist_ok=True)
+        try:  # each level: the parent shard may go between the two mkdir calls
+            _make_shards(directory, storage_dir)
             return os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
             if attempt == _SHARD_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _make_shards(directory: str, storage_dir: str) -> None:
+    """Create ``directory`` and missing parents below ``storage_dir``; fsync each new entry."""
+    missing = []
+    while directory != storage_dir and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass  # another writer made it: sync anyway, it may not have yet
+        _fsync_directory(os.path.dirname(path))
 
 
 def _remove_empty_shards(directory: str, storage_dir: str) -> None:

@@ -287,16 +287,29 @@ class Store:
         self._all = []
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE) committed on success, rolled back on error."""
+    def _transaction(self, synced: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE) committed on success, rolled back on error.
+
+        ``synced=False`` commits without fsync (SQLite ``synchronous=NORMAL``
+        in WAL mode: the commit survives the process being killed, and is on
+        disk once the next synced commit or checkpoint fsyncs the WAL, but a
+        power loss may undo it; sqlite.org/pragma.html#pragma_synchronous).
+        Only for records whose loss costs no acknowledged data.
+        """
         with self._connection() as db:
+            if not synced:
+                db.execute("PRAGMA synchronous=NORMAL")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if not synced:
+                    db.execute("PRAGMA synchronous=FULL")
 
     def _query(self, sql: str, parameters=()) -> List[tuple]:
         with self._connection() as db:
@@ -477,10 +490,17 @@ class Store:
         the intent outlives it; :meth:`collect_intents` turns it into garbage
         once the writer is known to be gone.
 
+        The intent is committed without its own fsync (one index fsync per
+        PUT instead of two, issue 10): it survives the process being killed,
+        and the synced commit of :meth:`put_object` makes it durable with the
+        object. Only a power loss before that commit may lose it, and then
+        the write was never acknowledged: what is lost is the record of copies
+        to delete (they stay as unreferenced data), never an object.
+
         Returns:
             int: the intent's id.
         """
-        with self._transaction() as db:
+        with self._transaction(synced=False) as db:
             cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since, writer) "
                                 "VALUES (?, ?, 'intent', ?, ?)",
                                 (policy, module_data, time.time(), writer or None))
