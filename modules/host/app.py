@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from modules.errors import LocationUnavailable, StorageError
 
 from modules.host.auth import AdminPassword, Authenticator, load_admin_password
-from modules.host.config_api import CONFIG_PREFIX, ConfigService, module_statistics
+from modules.host.config_api import CONFIG_PREFIX, ConfigService
 from modules.host.defaults import ensure_default_configuration
 from modules.host.garbage import GarbageCollector
 from modules.host.http import (
@@ -20,6 +20,7 @@ from modules.host.http import (
 from modules.host.objects import ObjectService
 from modules.host.pins import ReadPins
 from modules.host.registry import ModuleRegistry
+from modules.host.statistics import DEFAULT_DEADLINE, StatisticsGatherer
 from modules.host.status_page import ModuleView, render_status_page
 from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store, string_arguments
 
@@ -39,6 +40,9 @@ class HostApp:
         create_defaults: on the first start, configure the default locations
             and the ``mirror`` policy (see :mod:`modules.host.defaults`).
         pool_size: SQLite connections kept open at most.
+        statistics_deadline: seconds the status page, ``/metrics`` and a
+            module's ``GET`` wait for modules' statistics before saying a
+            module gave no answer (a hung location must not hang the views).
 
     Each process serving the data directory runs one background thread
     (:class:`~modules.host.pins.ReadPins`): it publishes the process's
@@ -55,7 +59,8 @@ class HostApp:
     """
 
     def __init__(self, data_dir: str, admin_password: Optional[str] = None,
-                 create_defaults: bool = True, pool_size: int = DEFAULT_POOL_SIZE):
+                 create_defaults: bool = True, pool_size: int = DEFAULT_POOL_SIZE,
+                 statistics_deadline: float = DEFAULT_DEADLINE):
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         if admin_password:
@@ -75,7 +80,8 @@ class HostApp:
         self.collector = GarbageCollector(self.store, self.pins)
         self.pins.set_sweep(self.collector.background(self.registry.lease))
         self._objects = ObjectService(self.store, self.pins, self.collector)
-        self._config = ConfigService(self.store, self.registry, self.collector)
+        self.statistics = StatisticsGatherer(self.registry.lease, deadline=statistics_deadline)
+        self._config = ConfigService(self.store, self.registry, self.collector, self.statistics)
         try:
             # Registers this process and starts the thread that publishes its reads, collects
             # the intents of processes that are gone and destroys due garbage (at once, then
@@ -118,6 +124,7 @@ class HostApp:
     def close(self) -> None:
         """Close every module instance and the database."""
         self.pins.close()
+        self.statistics.close()
         self.registry.close()
         self.store.close()
 
@@ -134,7 +141,7 @@ class HostApp:
         if path in ("/", "/index.html"):
             if request.method not in ("GET", "HEAD"):
                 raise HttpError(405, "the status page supports GET", headers=[("Allow", "GET")])
-            return self._status_page(request, lease)
+            return self._status_page(request)
         raise HttpError(404, "no such resource %r; the host serves /, /objects/<policy>/<key> "
                              "and %s<name>" % (path[:200], CONFIG_PREFIX))
 
@@ -149,11 +156,12 @@ class HostApp:
         self.store.generation()
         return json_response(200, {"status": "ok"}, head=request.method == "HEAD")
 
-    def _status_page(self, request: Request, lease) -> Response:
+    def _status_page(self, request: Request) -> Response:
         views = []
         configs = self.store.list_modules()
+        reports = self.statistics.gather(config.name for config in configs)
         for config in configs:
-            statistics, error = module_statistics(lease, config.name)
+            statistics, error = reports[config.name]
             used_by = [other.name for other in configs
                        if other.name != config.name and config.name in string_arguments(other.args)]
             views.append(ModuleView(config, statistics, error,
@@ -183,7 +191,8 @@ class HostApp:
 
 
 def make_app(data_dir: str, admin_password: Optional[str] = None, create_defaults: bool = True,
-             pool_size: int = DEFAULT_POOL_SIZE) -> HostApp:
+             pool_size: int = DEFAULT_POOL_SIZE,
+             statistics_deadline: float = DEFAULT_DEADLINE) -> HostApp:
     """Return the WSGI application serving ``data_dir`` (see :class:`HostApp`).
 
     Returns:
@@ -195,4 +204,4 @@ def make_app(data_dir: str, admin_password: Optional[str] = None, create_default
         OSError: the data directory cannot be created.
     """
     return HostApp(data_dir, admin_password=admin_password, create_defaults=create_defaults,
-                   pool_size=pool_size)
+                   pool_size=pool_size, statistics_deadline=statistics_deadline)

@@ -17,9 +17,10 @@ from modules.host.http import HttpError, Request, Response, empty_response, json
 from modules.redaction import redact
 from modules.host.registry import Lease, ModuleRegistry, UnknownModule
 from modules.host.repair import RepairService
+from modules.host.statistics import StatisticsGatherer
 from modules.host.store import ModuleConfig, ModuleInUse, Store, string_arguments
 
-__all__ = ["ConfigService", "CONFIG_PREFIX", "NAME_PATTERN", "module_statistics"]
+__all__ = ["ConfigService", "CONFIG_PREFIX", "NAME_PATTERN"]
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,14 @@ NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._~-]{0,127}\Z")
 _FIELDS = {"module", "description", "args"}
 
 
-def module_statistics(lease: Lease, name: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """Return ``(statistics, None)``, or ``(None, why)`` when the module cannot report.
-
-    Never raises: statistics must render even when a module is broken.
-    """
-    try:
-        return lease.module(name).statistics(lease.context(name)), None
-    except StorageError as error:
-        return None, "%s: %s" % (type(error).__name__, error)
-    except Exception as error:  # a module bug must not break the admin's view
-        log.exception("statistics of module %r failed", name)
-        return None, "%s: %s" % (type(error).__name__, error)
-
-
 class ConfigService:
     """Handlers for the provisioning API."""
 
-    def __init__(self, store: Store, registry: ModuleRegistry, collector: GarbageCollector):
+    def __init__(self, store: Store, registry: ModuleRegistry, collector: GarbageCollector,
+                 statistics: StatisticsGatherer):
         self._store = store
         self._registry = registry
+        self._statistics = statistics
         self._repair = RepairService(store, collector)
 
     def handle(self, request: Request, lease: Lease) -> Response:
@@ -110,7 +99,7 @@ class ConfigService:
         if config is None:
             raise HttpError(404, "no module is configured under the name %r" % name)
         body = self._describe(config)
-        statistics, error = module_statistics(lease, name)
+        statistics, error = self._statistics.one(name)
         body["statistics"] = statistics
         if error is not None:
             body["error"] = error

@@ -266,9 +266,10 @@ class ObjectService:
 
         Into the same module: ``get_size``, then the source's read stream
         into ``new_data`` and ``assign``. Into another module: the seeds'
-        replication: ``available(source module_data)`` first, ``assign``
-        under the same module_data only when it says False (a module that
-        rejects foreign module_data gets ``new_data``). The source's stored
+        ``available(source module_data)`` first; True records the copy as
+        borrowing the source's data (nothing is sent); otherwise the data is
+        streamed under the target's own ``new_data`` (never the source's
+        module_data: the two modules may share storage). The source's stored
         headers and metadata are copied; those given with the request
         replace them name by name.
 
@@ -317,10 +318,11 @@ class ObjectService:
                      source_key, policy, key, policy)
             return self._commit(lease, ObjectRecord(module_data=source.module_data,
                                                     borrowed=True, **base), None, check)
-        if present is False:
-            module_data = source.module_data
-        else:
-            module_data = _checked_module_data(module.new_data(context), policy)
+        # Not the same module_data, even though the seeds' replication would
+        # assign under it: two policies may share storage (one location in two
+        # mirrors), and an object holding the source's module_data there would
+        # destroy the source's data when it is deleted or its write fails.
+        module_data = _checked_module_data(module.new_data(context), policy)
         intent = self._store.add_intent(policy, module_data, str(self._pins.identity()))
         try:
             with source_module.get_read_stream(source_context, source.module_data) as stream:

@@ -57,19 +57,12 @@ def module_figures(host_app: "HostApp") -> List[Any]:
     Returns:
         list: :class:`~modules.host.metrics.ModuleFigures`, one per module.
     """
-    from modules.host.config_api import module_statistics
     from modules.host.metrics import ModuleFigures
 
-    figures = []
-    lease = host_app.registry.lease()
-    try:
-        for config in host_app.store.list_modules():
-            statistics, _ = module_statistics(lease, config.name)
-            figures.append(ModuleFigures(config.name, statistics,
-                                         host_app.store.count_objects(config.name)))
-    finally:
-        lease.release()
-    return figures
+    configs = host_app.store.list_modules()
+    reports = host_app.statistics.gather(config.name for config in configs)
+    return [ModuleFigures(config.name, reports[config.name][0],
+                          host_app.store.count_objects(config.name)) for config in configs]
 
 
 def build_application(host_app: "HostApp", access_log: bool = True,

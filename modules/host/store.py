@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (policy, key)
 );
 CREATE INDEX IF NOT EXISTS objects_by_data ON objects (policy, module_data);
+CREATE INDEX IF NOT EXISTS borrowed_by_data ON objects (module_data) WHERE borrowed = 1;
 CREATE TABLE IF NOT EXISTS garbage (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     policy TEXT NOT NULL,
@@ -557,7 +558,8 @@ class Store:
         """Point ``(policy, key)`` at ``record`` atomically, finishing the write intent.
 
         The replaced row's module_data (if any, and unless another row still
-        uses it or it was borrowed) becomes garbage in the same transaction.
+        uses it or it was borrowed) becomes garbage in the same transaction;
+        when another module's row borrowed it, that row owns it instead.
 
         Args:
             precondition: called with the current row (or None) inside the
@@ -618,6 +620,17 @@ class Store:
         still_used = db.execute("SELECT 1 FROM objects WHERE policy=? AND module_data=? LIMIT 1",
                                 (old.policy, old.module_data)).fetchone()
         if still_used:
+            return None
+        borrower = db.execute("SELECT policy, key FROM objects WHERE module_data=? AND borrowed=1 "
+                              "AND policy != ? LIMIT 1", (old.module_data, old.policy)).fetchone()
+        if borrower is not None:
+            # Another module's copy said the data was already there (available()
+            # True): the storage is shared, so destroying it here would empty that
+            # copy. The borrower owns the data from now on and destroys it when
+            # it goes; whatever only this module held is left (a leak, not a loss).
+            db.execute("UPDATE objects SET borrowed=0 WHERE policy=? AND key=?", borrower)
+            log.info("%s object %s/%s: its data is now owned by %s/%s, which borrowed it",
+                     kind, old.policy, old.key, borrower[0], borrower[1])
             return None
         since = time.time()
         cursor = db.execute("INSERT INTO garbage (policy, module_data, kind, since) "

@@ -1,12 +1,14 @@
 """Objects over real HTTP: PUT, GET, HEAD, DELETE, keys, overwrite, listing, copy."""
 import hashlib
+import json
 import os
 import random
+import unittest
 from urllib.parse import quote
 
 from modules.host.client import object_path
 
-from tests.host.support import HostTestCase, stored_files
+from tests.host.support import HostTestCase, replica_available, stored_files
 
 MIB = 1024 * 1024
 
@@ -259,6 +261,55 @@ class TestCopy(HostTestCase):
         self.host.request("DELETE", "/objects/alias/same")
         self.assertEqual(self.host.request("GET", "/objects/source/orig").content, self.data,
                          "deleting the borrowed copy must not destroy the data it borrowed")
+
+    def test_deleting_the_source_keeps_a_borrowed_copy(self):
+        """Shared storage: the borrower owns the data once the source is gone, then frees it."""
+        self.host.configure("alias", "simple.simple.SimpleStorage", [self.source_dir])
+        self.assertEqual(self.copy("/objects/alias/same", "/objects/source/orig").status_code, 201)
+        self.assertEqual(self.host.request("DELETE", "/objects/source/orig").status_code, 204)
+        self.assertEqual(self.host.request("GET", "/objects/alias/same").content, self.data,
+                         "deleting the source must not destroy data another object borrowed")
+        self.assertEqual(self.host.request("DELETE", "/objects/alias/same").status_code, 204)
+        self.assertEqual(stored_files(self.source_dir), [],
+                         "the last object using the data must destroy it")
+
+    @unittest.skipUnless(replica_available(), "the replica module is not importable")
+    def test_copy_between_mirrors_sharing_a_location_keeps_both(self):
+        """One location in two mirrors: neither object's deletion empties the other."""
+        dirs = {}
+        for name in "abc":
+            dirs[name] = os.path.join(self.host.data_dir, "disk-" + name)
+            os.mkdir(dirs[name])
+
+        def mirror(policy, names):
+            args = [json.dumps({"module": "simple.simple.SimpleStorage", "args": [dirs[name]],
+                                "name": name}) for name in names]
+            args.append("state_dir=" + os.path.join(self.host.data_dir, "state-" + policy))
+            self.host.configure(policy, "replica.replica.ReplicaStorage", args)
+
+        mirror("two", "ab")
+        mirror("other", "ac")
+        put = self.host.request("PUT", "/objects/two/orig", data=self.data)
+        self.assertEqual(put.status_code, 201, put.text)
+        source_files = set(stored_files(dirs["a"]))
+
+        def copy_then_delete(deleted, kept):
+            response = self.copy("/objects/other/copy", "/objects/two/orig")
+            self.assertEqual(response.status_code, 201, response.text)
+            copy_files = set(stored_files(dirs["a"])) - source_files
+            self.assertTrue(copy_files, "the copy has its own files at the shared location")
+            self.assertEqual(self.host.request("DELETE", "/objects/" + deleted).status_code, 204)
+            response = self.host.request("GET", "/objects/" + kept)
+            self.assertEqual(response.status_code, 200, response.text)
+            self.assertEqual(response.content, self.data)
+            return copy_files
+
+        copy_then_delete("other/copy", "two/orig")
+        self.assertEqual(set(stored_files(dirs["a"])), source_files,
+                         "deleting the copy removed exactly its own files")
+        copy_files = copy_then_delete("two/orig", "other/copy")
+        self.assertEqual(set(stored_files(dirs["a"])), copy_files,
+                         "deleting the source removed exactly its own files")
 
     def test_copy_errors(self):
         self.assertJsonError(self.copy("/objects/target/x", "/objects/source/missing"), 404,

@@ -6,6 +6,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import unittest
 
 import requests
@@ -22,11 +23,12 @@ class _ServedStack:
     """The host behind its middleware, served in a thread; lines of the access log captured."""
 
     def __init__(self, test: unittest.TestCase, metrics: str = METRICS_AUTH,
-                 create_defaults: bool = False):
+                 create_defaults: bool = False, statistics_deadline: float = 5.0):
         self.data_dir = tempfile.mkdtemp(prefix="vsm-observe-")
         test.addCleanup(shutil.rmtree, self.data_dir, True)
         self.app = make_app(self.data_dir, admin_password=PASSWORD,
-                            create_defaults=create_defaults)
+                            create_defaults=create_defaults,
+                            statistics_deadline=statistics_deadline)
         test.addCleanup(self.app.close)
         self.stream = io.StringIO()
         self.logger = logging.getLogger("test-access-%d" % id(self))
@@ -148,6 +150,42 @@ class TestMetrics(unittest.TestCase):
         for line in ('vsm_module_up{module="gone"} 1.0', 'vsm_module_available{module="gone"} 0.0',
                      'vsm_module_available{module="here"} 1.0'):
             self.assertIn(line, text)
+
+    def test_a_hung_module_does_not_hang_the_views(self):
+        """Review finding: a hung location made the status page and /metrics take 30 s."""
+        from tests.host import slow_modules
+        slow_modules.RELEASE.clear()
+        del slow_modules.CALLS[:]
+        self.addCleanup(slow_modules.RELEASE.set)
+        stack = _ServedStack(self, statistics_deadline=0.5)
+        for name, module in (("fine", "simple.simple.SimpleStorage"),
+                             ("hung", "tests.host.slow_modules.HungStatisticsStorage")):
+            directory = os.path.join(stack.data_dir, name)
+            os.mkdir(directory)
+            answer = stack.session.put(stack.url + CONFIG + name, json={
+                "module": module, "args": [directory]}, timeout=10)
+            self.assertEqual(answer.status_code, 204, answer.text)
+        for attempt in range(3):
+            started = time.monotonic()
+            text = stack.session.get(stack.url + "/metrics", timeout=10).text
+            page = stack.session.get(stack.url + "/", timeout=10)
+            described = stack.session.get(stack.url + CONFIG + "hung", timeout=10).json()
+            self.assertLess(time.monotonic() - started, 6)
+            self.assertIn('vsm_module_up{module="fine"} 1.0', text)
+            self.assertIn('vsm_module_up{module="hung"} 0.0', text)
+            self.assertEqual(page.status_code, 200)
+            self.assertIn("no answer within", page.text)
+            self.assertIn("no answer within", described["error"])
+        self.assertEqual(len(slow_modules.CALLS), 1,
+                         "a module still answering is not asked again")
+        slow_modules.RELEASE.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            described = stack.session.get(stack.url + CONFIG + "hung", timeout=10).json()
+            if described.get("statistics"):
+                break
+            time.sleep(0.05)
+        self.assertIsNotNone(described.get("statistics"), described)
 
     def test_made_up_policies_do_not_grow_the_labels(self):
         stack = _ServedStack(self, metrics=METRICS_PUBLIC)
