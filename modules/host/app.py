@@ -182,7 +182,12 @@ class HostApp:
                                     self.store.count_objects(config.name),
                                     self.store.count_garbage(config.name), used_by))
         page = render_status_page(views, self.data_dir)
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                   # Nothing but its own inline style; never framed (clickjacking), no sniffing.
+                   ("Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+                   ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                   ("Referrer-Policy", "no-referrer")]
         return Response(page, status=200, headers=headers)
 
     @staticmethod
