@@ -334,3 +334,29 @@ class TestServeCommand(unittest.TestCase):
                                  self.data_dir, "--workers", "1"])
                 self.assertEqual(code, 2)
                 self.assertIn(expected, err.getvalue())
+
+
+class TestClosedOutput(unittest.TestCase):
+    """Review finding: ``vsm scrub --json | head`` ended with a BrokenPipeError traceback."""
+
+    def test_a_reader_that_goes_away_stops_vsm_quietly(self):
+        import subprocess
+
+        script = ("from modules import cli\n"
+                  "def many(argv=None):\n"
+                  "    for index in range(200000):\n"
+                  "        print('line %d' % index)\n"
+                  "    return 0\n"
+                  "cli.main = many\n"
+                  "cli.console_main()\n")
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        first = process.stdout.readline()
+        process.stdout.close()  # as head does once it has its lines
+        try:
+            _, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+        self.assertEqual(first, b"line 0\n")
+        self.assertEqual(process.returncode, 141)
+        self.assertNotIn(b"Traceback", err)
