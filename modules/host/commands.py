@@ -23,6 +23,7 @@ import time
 from typing import Any, Dict, List, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
+from modules.redaction import redact_text
 from modules.reports import add_counts
 
 from modules.host.auth import PASSWORD_ENV, PASSWORD_FILENAME
@@ -765,14 +766,20 @@ def _data_dir(given: Optional[str]) -> str:
 
 
 def _run_client(options: argparse.Namespace, run) -> int:
+    command = "vsm %s" % options.command
+    url = options.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        source = "--url" if options.url else "$" + URL_ENV
+        print("%s: the host's URL %r (from %s) is not http://HOST:PORT or https://HOST:PORT"
+              % (command, redact_text(url), source), file=sys.stderr)
+        return EXIT_USAGE
     password_file = options.password_file or os.path.join(_data_dir(None), PASSWORD_FILENAME)
     password = read_password(password_file)
-    command = "vsm %s" % options.command
     if password is None:
         print("%s: no administrator password: set %s or pass --password-file (looked in %s)"
               % (command, PASSWORD_ENV, password_file), file=sys.stderr)
         return EXIT_AUTH
-    url = options.url or os.environ.get(URL_ENV) or DEFAULT_URL
     try:
         with HostClient(url, password, timeout=(10.0, options.timeout)) as client:
             return run(client)

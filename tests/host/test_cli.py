@@ -139,6 +139,11 @@ class TestObjectCommands(CliTestCase):
         code, _, err = self.vsm("stat", "--url", "http://127.0.0.1:%d" % free_port(), "store/x")
         self.assertEqual(code, EXIT_UNREACHABLE)
         self.assertIn("cannot reach", err)
+        with mock.patch.dict(os.environ, {"VSM_URL": "ftp://user:hunter22@127.0.0.1:1"}):
+            code, _, err = self.vsm("stat", "store/x")  # review finding: it was 1
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn("$VSM_URL", err)
+        self.assertNotIn("hunter22", err)
         picky = os.path.join(self.host.data_dir, "picky")
         os.mkdir(picky)
         self.host.configure("picky", "tests.host.fixture_modules.PickyStorage", [picky])
