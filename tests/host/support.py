@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,7 @@ class HostProcess:
         env.pop("VSM_ADMIN_PASSWORD", None)
         if password is not None:
             env["VSM_ADMIN_PASSWORD"] = password
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see stop)
         env.update(extra_env or {})
         if "--workers" not in args:
             args = ["--workers", "1"] + list(args)
@@ -225,10 +227,14 @@ class HostProcess:
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(30)
+            self.process.send_signal(signal.SIGABRT)  # where it hangs, in the output below
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
             raise AssertionError("vsm serve did not stop within 30 s of SIGTERM: %s"
-                                 % self._collected()[-2000:]) from None
+                                 % self._collected()[-6000:]) from None
         return self._collected()
 
     def _collected(self) -> str:
