@@ -68,6 +68,9 @@ class TestAccessLog(unittest.TestCase):
         requests.get(stack.url + "/objects/s/?prefix=x&token=hunter2", timeout=10,
                      auth=("administrator", "wrong-" + PASSWORD))
         requests.get(stack.url + "/objects/s/evil%0D%0Aforged", timeout=10)
+        deadline = time.monotonic() + 5  # a line is written once its answer is sent, not before
+        while len(stack.lines()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
         lines = stack.lines()
         self.assertEqual(len(lines), 5, lines)
         pattern = re.compile(r'^127\.0\.0\.1 - - \[[^\]]+\] "(\S+) (\S+) HTTP/1\.1" (\d{3}) '
