@@ -50,7 +50,15 @@ def console_main() -> None:
     interpreter from exiting, since Python joins such threads at exit; once
     the command has finished and flushed its output, the process ends anyway.
     """
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``vsm scrub --json | head``): as other Unix tools,
+        # stop quietly. Python would print a traceback while flushing at exit
+        # unless standard output points elsewhere (docs.python.org, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     stuck = [thread for thread in threading.enumerate()
              if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
     if stuck:

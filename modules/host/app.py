@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from modules.errors import LocationUnavailable, StorageError
 
 from modules.host.auth import AdminPassword, Authenticator, load_admin_password
+from modules.host.background_repair import DEFAULT_RATE, BackgroundRepair
 from modules.host.config_api import CONFIG_PREFIX, ConfigService
 from modules.host.defaults import ensure_default_configuration
 from modules.host.garbage import GarbageCollector
@@ -20,6 +21,7 @@ from modules.host.http import (
 from modules.host.objects import ObjectService
 from modules.host.pins import ReadPins
 from modules.host.registry import ModuleRegistry
+from modules.host.repair import RepairService
 from modules.host.statistics import DEFAULT_DEADLINE, StatisticsGatherer
 from modules.host.status_page import ModuleView, render_status_page
 from modules.host.store import DB_FILENAME, DEFAULT_POOL_SIZE, Store, string_arguments
@@ -43,6 +45,9 @@ class HostApp:
         statistics_deadline: seconds the status page, ``/metrics`` and a
             module's ``GET`` wait for modules' statistics before saying a
             module gave no answer (a hung location must not hang the views).
+        background_repair: run the background repair pass in this process
+            (:mod:`modules.host.background_repair`; ``vsm serve`` turns it on).
+        repair_rate: bytes per second that pass reads at most (None: no limit).
 
     Each process serving the data directory runs one background thread
     (:class:`~modules.host.pins.ReadPins`): it publishes the process's
@@ -60,7 +65,8 @@ class HostApp:
 
     def __init__(self, data_dir: str, admin_password: Optional[str] = None,
                  create_defaults: bool = True, pool_size: int = DEFAULT_POOL_SIZE,
-                 statistics_deadline: float = DEFAULT_DEADLINE):
+                 statistics_deadline: float = DEFAULT_DEADLINE,
+                 background_repair: bool = False, repair_rate: Optional[float] = DEFAULT_RATE):
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         if admin_password:
@@ -81,12 +87,18 @@ class HostApp:
         self.pins.set_sweep(self.collector.background(self.registry.lease))
         self._objects = ObjectService(self.store, self.pins, self.collector)
         self.statistics = StatisticsGatherer(self.registry.lease, deadline=statistics_deadline)
-        self._config = ConfigService(self.store, self.registry, self.collector, self.statistics)
+        repair = RepairService(self.store, self.collector)
+        self._config = ConfigService(self.store, self.registry, repair, self.statistics)
+        self.background_repair = (BackgroundRepair(self.store, self.registry.lease, repair,
+                                                   rate=repair_rate)
+                                  if background_repair else None)
         try:
             # Registers this process and starts the thread that publishes its reads, collects
             # the intents of processes that are gone and destroys due garbage (at once, then
             # in the background).
             self.pins.start()
+            if self.background_repair is not None:
+                self.background_repair.start()
         except BaseException:
             self.close()
             raise
@@ -123,6 +135,8 @@ class HostApp:
 
     def close(self) -> None:
         """Close every module instance and the database."""
+        if self.background_repair is not None:
+            self.background_repair.close()
         self.pins.close()
         self.statistics.close()
         self.registry.close()
@@ -168,7 +182,12 @@ class HostApp:
                                     self.store.count_objects(config.name),
                                     self.store.count_garbage(config.name), used_by))
         page = render_status_page(views, self.data_dir)
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                   # Nothing but its own inline style; never framed (clickjacking), no sniffing.
+                   ("Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+                   ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                   ("Referrer-Policy", "no-referrer")]
         return Response(page, status=200, headers=headers)
 
     @staticmethod
@@ -192,7 +211,8 @@ class HostApp:
 
 def make_app(data_dir: str, admin_password: Optional[str] = None, create_defaults: bool = True,
              pool_size: int = DEFAULT_POOL_SIZE,
-             statistics_deadline: float = DEFAULT_DEADLINE) -> HostApp:
+             statistics_deadline: float = DEFAULT_DEADLINE, background_repair: bool = False,
+             repair_rate: Optional[float] = DEFAULT_RATE) -> HostApp:
     """Return the WSGI application serving ``data_dir`` (see :class:`HostApp`).
 
     Returns:
@@ -204,4 +224,5 @@ def make_app(data_dir: str, admin_password: Optional[str] = None, create_default
         OSError: the data directory cannot be created.
     """
     return HostApp(data_dir, admin_password=admin_password, create_defaults=create_defaults,
-                   pool_size=pool_size, statistics_deadline=statistics_deadline)
+                   pool_size=pool_size, statistics_deadline=statistics_deadline,
+                   background_repair=background_repair, repair_rate=repair_rate)

@@ -23,6 +23,7 @@ import time
 from typing import Any, Dict, List, Optional, TextIO
 
 from modules.errors import ConfigurationError, StorageError
+from modules.redaction import redact_text
 from modules.reports import add_counts
 
 from modules.host.auth import PASSWORD_ENV, PASSWORD_FILENAME
@@ -124,6 +125,12 @@ def _register_serve(subparsers) -> None:
                         help="Prometheus metrics at /metrics: behind the administrator's login "
                              "(auth, default), open to anyone who reaches the port (public), "
                              "or not served (off)")
+    parser.add_argument("--background-repair", default="32", metavar="MIB_PER_S|off",
+                        type=_background_repair,
+                        help="after a module is reconfigured (a location added, draining or "
+                             "replaced), repair each of its objects in the background, reading "
+                             "at most this many MiB per second (default %(default)s); 'off' "
+                             "leaves it to 'vsm repair'")
     parser.add_argument("--spool-dir", metavar="DIR",
                         help="ignored: request bodies are streamed to the modules, nothing is "
                              "spooled (kept so that existing command lines still work)")
@@ -131,6 +138,20 @@ def _register_serve(subparsers) -> None:
                         help="put a module's egg on the path before starting (repeatable); the "
                              "data directory's eggs/*.egg are loaded too (by every worker)")
     parser.set_defaults(func=_serve)
+
+
+def _background_repair(value: str) -> Optional[float]:
+    """``--background-repair``: MiB per second (> 0) as bytes per second, or None for off."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise argparse.ArgumentTypeError("%r is not 'off' or a number of MiB per second above 0"
+                                         % value)
+    return rate * 1024 * 1024
 
 
 def _cores() -> int:
@@ -184,7 +205,7 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
         try:
             # Before the workers fork: each inherits the path (and loads modules from it).
             load_eggs(egg_paths(data_dir, options.egg))
-            app = make_app(data_dir)
+            app = make_app(data_dir, **_app_options(options, serves=workers == 1))
         except (ConfigurationError, StorageError, OSError) as error:
             print("vsm serve: cannot start: %s" % error, file=sys.stderr)
             return EXIT_FAILED
@@ -202,6 +223,12 @@ def _serve(options: argparse.Namespace, out: TextIO = None) -> int:
         if multiproc_dir is not None:
             os.environ.pop(MULTIPROC_ENV, None)
             shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _app_options(options: argparse.Namespace, serves: bool) -> Dict[str, Any]:
+    """``make_app`` keywords; ``serves``: this process's application answers requests."""
+    rate = options.background_repair
+    return {"background_repair": serves and rate is not None, "repair_rate": rate}
 
 
 def _wrap(options: argparse.Namespace, app):
@@ -244,7 +271,7 @@ def _serve_workers(options: argparse.Namespace, app, sock, workers: int, out: Te
         app.close()  # each worker opens its own: nothing is shared across fork
 
     def run_worker(shared) -> int:
-        child_app = make_app(data_dir)
+        child_app = make_app(data_dir, **_app_options(options, serves=True))
         server = HostServer(_wrap(options, child_app), sock=shared, threads=options.threads,
                             max_body_size=options.max_body_size, multiprocess=True)
         try:
@@ -739,14 +766,20 @@ def _data_dir(given: Optional[str]) -> str:
 
 
 def _run_client(options: argparse.Namespace, run) -> int:
+    command = "vsm %s" % options.command
+    url = options.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        source = "--url" if options.url else "$" + URL_ENV
+        print("%s: the host's URL %r (from %s) is not http://HOST:PORT or https://HOST:PORT"
+              % (command, redact_text(url), source), file=sys.stderr)
+        return EXIT_USAGE
     password_file = options.password_file or os.path.join(_data_dir(None), PASSWORD_FILENAME)
     password = read_password(password_file)
-    command = "vsm %s" % options.command
     if password is None:
         print("%s: no administrator password: set %s or pass --password-file (looked in %s)"
               % (command, PASSWORD_ENV, password_file), file=sys.stderr)
         return EXIT_AUTH
-    url = options.url or os.environ.get(URL_ENV) or DEFAULT_URL
     try:
         with HostClient(url, password, timeout=(10.0, options.timeout)) as client:
             return run(client)

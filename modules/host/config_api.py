@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from modules.errors import ConfigurationError, StorageError
 from modules.loader import load_module
 
-from modules.host.garbage import GarbageCollector
 from modules.host.http import HttpError, Request, Response, empty_response, json_response
 from modules.redaction import redact
 from modules.host.registry import Lease, ModuleRegistry, UnknownModule
@@ -36,12 +35,12 @@ _FIELDS = {"module", "description", "args"}
 class ConfigService:
     """Handlers for the provisioning API."""
 
-    def __init__(self, store: Store, registry: ModuleRegistry, collector: GarbageCollector,
+    def __init__(self, store: Store, registry: ModuleRegistry, repair: RepairService,
                  statistics: StatisticsGatherer):
         self._store = store
         self._registry = registry
         self._statistics = statistics
-        self._repair = RepairService(store, collector)
+        self._repair = repair
 
     def handle(self, request: Request, lease: Lease) -> Response:
         """Dispatch on method and path.
@@ -109,6 +108,13 @@ class ConfigService:
         # The number DELETE checks: data waiting to be destroyed and writes in progress.
         body["pending_deletions"] = self._store.count_garbage(name)
         body["pending_by_kind"] = self._store.garbage_counts(name)
+        background = self._store.get_repair_pass(name)
+        if background is not None:
+            body["background_repair"] = {
+                "revision": background.revision, "visited": background.done,
+                "failed": background.failed, "after": background.after,
+                "started": background.started, "finished": background.finished,
+                "last_error": background.last_error}
         return json_response(200, body, head=request.method == "HEAD")
 
     def put(self, request: Request, name: str) -> Response:

@@ -76,6 +76,17 @@ class HttpError(Exception):
         return body
 
 
+def _over_the_limit(error: Exception) -> bool:
+    """Tell whether reading a request body failed because it is over the size limit.
+
+    cheroot knows the limit of a chunked body only while reading it, and says
+    so with ``MaxSizeExceeded`` or ``IOError('Request Entity Too Large')``
+    (cheroot/server.py, ``ChunkedRFile``); there is no other signal.
+    """
+    return (type(error).__name__ == "MaxSizeExceeded"
+            or (isinstance(error, OSError) and error.args == ("Request Entity Too Large",)))
+
+
 def error_status(error: BaseException) -> int:
     """Return the HTTP status for an SDK error (500 for anything unexpected)."""
     if isinstance(error, ObjectNotFound):
@@ -327,6 +338,8 @@ class BodyReader(io.RawIOBase):
         self.bytes_read = 0
         #: How many times the consumer asked for data (0: it never touched the body).
         self.read_calls = 0
+        #: True once the source refused to give more: the body is over the server's limit.
+        self.too_large = False
 
     def readable(self) -> bool:
         """Return True."""
@@ -355,6 +368,10 @@ class BodyReader(io.RawIOBase):
         except StorageError:
             raise
         except Exception as error:
+            if _over_the_limit(error):
+                self.too_large = True
+                raise SourceStreamError("the request body is larger than this server accepts "
+                                        "(vsm serve --max-body-size)") from error
             raise SourceStreamError("reading the source failed after %d bytes: %s: %s"
                                     % (self.bytes_read, type(error).__name__, error)) from error
         if not data and self._remaining:

@@ -255,6 +255,9 @@ class ObjectService:
             # nothing: no garbage to keep (so a never-reachable module can be deleted).
             unreached = reader.read_calls == 0 and isinstance(error, LocationUnavailable)
             self._abandon(lease, intent, stored_nothing=unreached)
+            if reader.too_large:  # whatever the module made of the refused read
+                raise HttpError(413, "the request body is larger than this server accepts "
+                                     "(vsm serve --max-body-size); nothing was stored") from error
             raise
         record = ObjectRecord(policy=policy, key=key, module_data=module_data,
                               size=reader.bytes_read, created=time.time(),

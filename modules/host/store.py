@@ -38,7 +38,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 from modules.errors import LocationUnavailable
 from modules.host import forking
 
-__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ReaderRow", "ModuleInUse",
+__all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ReaderRow", "RepairPass",
+           "ModuleInUse",
            "DB_FILENAME", "string_arguments", "RETIRED_KINDS"]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ _SCHEMA_VERSION = "2"
 
 _OBJECT_COLUMNS = "policy, key, module_data, size, created, sha256, content_type, borrowed, headers"
 _GARBAGE_COLUMNS = "id, policy, module_data, kind, since, attempts, last_error, writer"
+_PASS_COLUMNS = ("module, revision, after, done, failed, last_error, started, finished, owner, "
+                 "heartbeat")
 
 # Sorts after any key starting with a given prefix (the largest code point, U+10FFFF,
 # twice: only keys continuing the prefix with two of these non-characters would be missed).
@@ -106,6 +109,18 @@ CREATE TABLE IF NOT EXISTS garbage (
     writer TEXT
 );
 CREATE INDEX IF NOT EXISTS garbage_by_policy ON garbage (policy, id);
+CREATE TABLE IF NOT EXISTS repair_passes (
+    module TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    after TEXT NOT NULL DEFAULT '',
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    started REAL NOT NULL,
+    finished REAL,
+    owner TEXT,
+    heartbeat REAL
+);
 CREATE TABLE IF NOT EXISTS readers (
     process TEXT PRIMARY KEY,
     published INTEGER NOT NULL,
@@ -140,6 +155,28 @@ class ModuleConfig:
         """Return True when ``other`` configures the same module the same way."""
         return (self.module, self.description, self.args) == (
             other.module, other.description, other.args)
+
+
+@dataclass(frozen=True)
+class RepairPass:
+    """The background repair pass of one module (see :mod:`modules.host.background_repair`).
+
+    One per module, for its configuration ``revision``: ``after`` is the
+    last key repaired, ``done`` and ``failed`` count objects, ``finished``
+    is None while it runs; ``owner`` is the process running it, which
+    proves it alive through ``heartbeat`` (seconds since the epoch).
+    """
+
+    module: str
+    revision: int
+    after: str = ""
+    done: int = 0
+    failed: int = 0
+    last_error: Optional[str] = None
+    started: float = 0.0
+    finished: Optional[float] = None
+    owner: Optional[str] = None
+    heartbeat: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -415,6 +452,64 @@ class Store:
             self._bump_generation(db)
         return ModuleConfig(config.name, config.module, config.description,
                             json.loads(args), revision, updated)
+
+    # -- background repair passes ----------------------------------------
+
+    def plan_repair_passes(self) -> None:
+        """Start a new pass for every module whose configuration changed since its last one.
+
+        A module configured for the first time gets none (it holds no
+        objects); passes of modules no longer configured are forgotten.
+        """
+        with self._transaction(synced=False) as db:
+            db.execute("DELETE FROM repair_passes WHERE module NOT IN (SELECT name FROM modules)")
+            db.execute("INSERT INTO repair_passes (module, revision, started, finished) "
+                       "SELECT name, revision, ?, CASE WHEN revision = 1 THEN ? END FROM modules "
+                       "WHERE true ON CONFLICT(module) DO UPDATE SET revision=excluded.revision, "
+                       "after='', done=0, failed=0, last_error=NULL, started=excluded.started, "
+                       "finished=NULL, owner=NULL, heartbeat=NULL "
+                       "WHERE repair_passes.revision != excluded.revision",
+                       (time.time(), time.time()))
+
+    def claim_repair_pass(self, owner: str, stale_after: float) -> Optional[RepairPass]:
+        """Take an unfinished pass nobody runs (or whose runner stopped beating), if any.
+
+        Returns:
+            RepairPass: the pass, now owned by ``owner``; or None.
+        """
+        now = time.time()
+        claimable = ("SELECT %s FROM repair_passes WHERE finished IS NULL AND (owner IS NULL OR "
+                     "owner=? OR heartbeat < ?) ORDER BY module LIMIT 1" % _PASS_COLUMNS)
+        if not self._query(claimable, (owner, now - stale_after)):
+            return None  # the usual answer, without a write transaction
+        with self._transaction(synced=False) as db:
+            row = db.execute(claimable, (owner, now - stale_after)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE repair_passes SET owner=?, heartbeat=? WHERE module=?",
+                       (owner, now, row[0]))
+        return RepairPass(*row[:8], owner=owner, heartbeat=now)
+
+    def advance_repair_pass(self, step: RepairPass) -> bool:
+        """Record the progress of a pass its owner runs (``finished`` set when it is over).
+
+        Returns:
+            bool: False when the pass is no longer the owner's (the module was
+            reconfigured, removed, or another process took the pass over).
+        """
+        with self._transaction(synced=False) as db:
+            cursor = db.execute(
+                "UPDATE repair_passes SET after=?, done=?, failed=?, last_error=?, finished=?, "
+                "heartbeat=? WHERE module=? AND revision=? AND owner=?",
+                (step.after, step.done, step.failed, step.last_error, step.finished, time.time(),
+                 step.module, step.revision, step.owner))
+            return cursor.rowcount == 1
+
+    def get_repair_pass(self, module: str) -> Optional[RepairPass]:
+        """Return the background repair pass of ``module`` (or None)."""
+        rows = self._query("SELECT %s FROM repair_passes WHERE module=?" % _PASS_COLUMNS,
+                           (module,))
+        return RepairPass(*rows[0]) if rows else None
 
     def delete_module(self, name: str) -> bool:
         """Remove module ``name``; return False when it was not configured.

@@ -141,3 +141,18 @@ class FailingRepairStorage(SimpleStorage):
     def repair(self, context, module_data=None, **options):
         raise LocationUnavailable("the journal of this test module cannot be read",
                                   location=self.storage_dir)
+
+
+#: Set by a test to let every hung ``HungStatisticsStorage.statistics()`` return.
+STATISTICS_RELEASE = threading.Event()
+#: One entry per ``HungStatisticsStorage.statistics()`` call started.
+STATISTICS_CALLS: List[int] = []
+
+
+class HungStatisticsStorage(SimpleStorage):
+    """``statistics()`` waits for :data:`STATISTICS_RELEASE` (at most 30 s), as a hung location."""
+
+    def statistics(self, context):
+        STATISTICS_CALLS.append(1)
+        STATISTICS_RELEASE.wait(30)
+        return super().statistics(context)

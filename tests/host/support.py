@@ -39,7 +39,8 @@ class RunningHost:
     """
 
     def __init__(self, data_dir: Optional[str] = None, create_defaults: bool = False,
-                 threads: int = 8):
+                 threads: int = 8, **app_options: Any):
+        self._app_options = app_options  # more make_app keywords
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="vsm-host-test-")
         self._create_defaults = create_defaults
@@ -50,7 +51,7 @@ class RunningHost:
 
     def _start(self) -> None:
         self.app = make_app(self.data_dir, admin_password=PASSWORD,
-                            create_defaults=self._create_defaults)
+                            create_defaults=self._create_defaults, **self._app_options)
         self.server = HostServer(self.app, host="127.0.0.1", port=0, threads=self._threads)
         self.thread = threading.Thread(target=self.server.serve_forever, name="test-host",
                                        daemon=True)

@@ -139,6 +139,11 @@ class TestObjectCommands(CliTestCase):
         code, _, err = self.vsm("stat", "--url", "http://127.0.0.1:%d" % free_port(), "store/x")
         self.assertEqual(code, EXIT_UNREACHABLE)
         self.assertIn("cannot reach", err)
+        with mock.patch.dict(os.environ, {"VSM_URL": "ftp://user:hunter22@127.0.0.1:1"}):
+            code, _, err = self.vsm("stat", "store/x")  # review finding: it was 1
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn("$VSM_URL", err)
+        self.assertNotIn("hunter22", err)
         picky = os.path.join(self.host.data_dir, "picky")
         os.mkdir(picky)
         self.host.configure("picky", "tests.host.fixture_modules.PickyStorage", [picky])
@@ -334,3 +339,29 @@ class TestServeCommand(unittest.TestCase):
                                  self.data_dir, "--workers", "1"])
                 self.assertEqual(code, 2)
                 self.assertIn(expected, err.getvalue())
+
+
+class TestClosedOutput(unittest.TestCase):
+    """Review finding: ``vsm scrub --json | head`` ended with a BrokenPipeError traceback."""
+
+    def test_a_reader_that_goes_away_stops_vsm_quietly(self):
+        import subprocess
+
+        script = ("from modules import cli\n"
+                  "def many(argv=None):\n"
+                  "    for index in range(200000):\n"
+                  "        print('line %d' % index)\n"
+                  "    return 0\n"
+                  "cli.main = many\n"
+                  "cli.console_main()\n")
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        first = process.stdout.readline()
+        process.stdout.close()  # as head does once it has its lines
+        try:
+            _, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+        self.assertEqual(first, b"line 0\n")
+        self.assertEqual(process.returncode, 141)
+        self.assertNotIn(b"Traceback", err)

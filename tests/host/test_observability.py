@@ -153,13 +153,13 @@ class TestMetrics(unittest.TestCase):
 
     def test_a_hung_module_does_not_hang_the_views(self):
         """Review finding: a hung location made the status page and /metrics take 30 s."""
-        from tests.host import slow_modules
-        slow_modules.RELEASE.clear()
-        del slow_modules.CALLS[:]
-        self.addCleanup(slow_modules.RELEASE.set)
+        from tests.host import fixture_modules
+        fixture_modules.STATISTICS_RELEASE.clear()
+        del fixture_modules.STATISTICS_CALLS[:]
+        self.addCleanup(fixture_modules.STATISTICS_RELEASE.set)
         stack = _ServedStack(self, statistics_deadline=0.5)
         for name, module in (("fine", "simple.simple.SimpleStorage"),
-                             ("hung", "tests.host.slow_modules.HungStatisticsStorage")):
+                             ("hung", "tests.host.fixture_modules.HungStatisticsStorage")):
             directory = os.path.join(stack.data_dir, name)
             os.mkdir(directory)
             answer = stack.session.put(stack.url + CONFIG + name, json={
@@ -176,9 +176,9 @@ class TestMetrics(unittest.TestCase):
             self.assertEqual(page.status_code, 200)
             self.assertIn("no answer within", page.text)
             self.assertIn("no answer within", described["error"])
-        self.assertEqual(len(slow_modules.CALLS), 1,
+        self.assertEqual(len(fixture_modules.STATISTICS_CALLS), 1,
                          "a module still answering is not asked again")
-        slow_modules.RELEASE.set()
+        fixture_modules.STATISTICS_RELEASE.set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             described = stack.session.get(stack.url + CONFIG + "hung", timeout=10).json()

@@ -359,3 +359,43 @@ class TestRequestHeadLimits(unittest.TestCase):
             answer = _read_answer(sock)
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
         self.assertTrue(answer.endswith(b"xy"))
+
+
+class TestChunkedBodyLimit(unittest.TestCase):
+    """Review finding: a chunked upload over --max-body-size was answered 400 ("reading the
+    source failed ... Request Entity Too Large"); it is 413, and nothing is stored."""
+
+    def test_a_chunked_body_over_the_limit_is_413(self):
+        import shutil
+        import tempfile
+
+        from modules.host import make_app
+        from tests.host.support import PASSWORD, stored_files
+
+        data_dir = tempfile.mkdtemp(prefix="vsm-chunked-limit-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        app = make_app(data_dir, admin_password=PASSWORD, create_defaults=False)
+        self.addCleanup(app.close)
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2, max_body_size=1000)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        url = server.url.rstrip("/")
+        directory = os.path.join(data_dir, "s")
+        os.mkdir(directory)
+        answer = requests.put(url + "/cdmi/system_configuration/vendor_modules/s", auth=AUTH,
+                              json={"module": "simple.simple.SimpleStorage",
+                                    "args": [directory]}, timeout=10)
+        self.assertEqual(answer.status_code, 204, answer.text)
+        for size in (600, 5000):
+            with self.subTest(size=size):
+                body = iter([b"x" * 300] * (size // 300))  # a generator: sent chunked
+                answer = requests.put(url + "/objects/s/k%d" % size, data=body, auth=AUTH,
+                                      timeout=10)
+                if size < 1000:
+                    self.assertEqual(answer.status_code, 201, answer.text)
+                else:
+                    self.assertEqual(answer.status_code, 413, answer.text)
+                    self.assertIn("max-body-size", answer.json()["message"])
+        self.assertEqual(len(stored_files(directory)), 1)

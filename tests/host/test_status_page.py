@@ -64,6 +64,8 @@ class TestStatusPageHtml(HostTestCase):
         response = self.host.request("GET", "/")
         self.assertEqual(response.status_code, 200)
         self.assertTrue(response.headers["Content-Type"].startswith("text/html"))
+        self.assertEqual(response.headers["X-Frame-Options"], "DENY")  # review finding
+        self.assertIn("default-src 'none'", response.headers["Content-Security-Policy"])
         self.assertNotIn("<script>", response.text)
         self.assertIn("&lt;script&gt;", response.text)
         page = PageElements.parse(response.text)
