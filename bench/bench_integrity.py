@@ -14,8 +14,9 @@ Usage::
   with ``integrity=on`` (every 1 MiB block verified before it is returned,
   with read-ahead on the worker pool) and with ``integrity=off`` (the same
   copy read unverified). Target: on/off time <= 1.30.
-* **scrub**: one ``scrub`` of the object (all three copies read and
-  verified), reported as MB/s of copies checked. Target: >= 3 GB/s.
+* **scrub**: a ``scrub`` of the object (all three copies read and
+  verified), ``--repeat`` times, reported as GB/s of copies checked (best
+  and median). Target: >= 3 GB/s (best).
 * ``--hashes``: only the speed of every manifest checksum on one core (1 MiB
   blocks of random data, best of 3), the figures in docs/replica.md.
 
@@ -165,9 +166,13 @@ def main() -> int:
                 result = run_child("read", os.path.join(work, "r"), module_data, integrity)
                 assert result["bytes"] == options.size_mib * MIB
                 times["read " + integrity].append(result["seconds"])
-        if options.drop_caches:
-            drop_caches()
-        scrubbed = run_child("scrub", os.path.join(work, "r"), module_data)
+        # The scrub is timed --repeat times too, like the other measurements: one
+        # sample on a shared machine decided the verdict by itself before.
+        scrubs = []
+        for _ in range(options.repeat):
+            if options.drop_caches:
+                drop_caches()
+            scrubs.append(run_child("scrub", os.path.join(work, "r"), module_data))
         print("object: %d MiB, %d runs, %s, checksum %s" % (
             options.size_mib, options.repeat,
             "cold cache reads" if options.drop_caches else "warm cache reads", options.checksum))
@@ -179,9 +184,14 @@ def main() -> int:
                       what, on_best, on_median, off_best, off_median, on_best / off_best,
                       on_median / off_median, target,
                       "OK" if on_best / off_best <= target else "MISSED"))
-        rate = scrubbed["bytes"] / scrubbed["seconds"] / 1e9
-        print("scrub: %d copies verified, %.2f GB/s of copies (target >= 3 GB/s)  %s" % (
-            scrubbed["ok"], rate, "OK" if rate >= 3 else "MISSED"))
+        if any(result["ok"] != 3 for result in scrubs):
+            raise SystemExit("a scrub did not find 3 intact copies: %r" % scrubs)
+        scrub_best, scrub_median = _stats(result["seconds"] for result in scrubs)
+        scrub_bytes = scrubs[0]["bytes"]
+        rate = scrub_bytes / scrub_best / 1e9
+        print("scrub: 3 copies verified, %.2f GB/s of copies best, %.2f GB/s median "
+              "(target >= 3 GB/s)  %s" % (rate, scrub_bytes / scrub_median / 1e9,
+                                          "OK" if rate >= 3 else "MISSED"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -223,7 +223,7 @@ def main() -> int:
                         help="empty the page cache before each read (root only)")
     parser.add_argument("--integrity", choices=("on", "off"), default="on",
                         help="the replica's integrity option (default on, as shipped; off "
-                             "measures the replica's own overhead without SHA-256)")
+                             "measures the replica's own overhead without manifests or checksums)")
     args = parser.parse_args()
     os.environ["BENCH_INTEGRITY"] = args.integrity
     size = args.size_mib * MIB
