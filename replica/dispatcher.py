@@ -122,6 +122,50 @@ class Dispatcher:
             location.failed(error, "call", direction)
             raise error from None
 
+    def attempt_each(self, calls: Dict[str, Tuple[Location, Callable[[], Any]]],
+                     direction: str = READ) -> Dict[str, Tuple[bool, Any]]:
+        """:meth:`attempt` for several locations at once, under one deadline.
+
+        Args:
+            calls: name -> (location, function calling it).
+
+        Returns:
+            dict: name -> (True, value) or (False, StorageError), in the
+            order of ``calls``.
+        """
+        results: Dict[str, Tuple[bool, Any]] = {}
+        if len(calls) < 2 or not self.pool.reserve(len(calls), 0):
+            for name, (location, function) in calls.items():
+                try:
+                    results[name] = (True, self.attempt(location, function, direction))
+                except StorageError as error:
+                    results[name] = (False, error)
+            return results
+        attempts: Dict[str, _Attempt] = {}
+        futures: Dict[str, concurrent.futures.Future] = {}
+        try:
+            for name, (location, function) in calls.items():
+                attempts[name] = _Attempt(location, function)
+                attempts[name].direction = direction
+                futures[name] = self.pool.submit(self._retrying, attempts[name])
+        finally:
+            self.pool.release(len(calls) - len(futures))
+        deadline = time.monotonic() + self.call_timeout
+        for name, future in futures.items():
+            try:
+                results[name] = (True, future.result(
+                    timeout=max(0.0, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                attempts[name].abandoned = True
+                future.add_done_callback(_close_late_result)
+                error = LocationTimeout("location %s did not answer within %g s (call_timeout)"
+                                        % (name, self.call_timeout), location=name)
+                attempts[name].location.failed(error, "call", direction)
+                results[name] = (False, error)
+            except StorageError as error:
+                results[name] = (False, error)
+        return results
+
     # -- one call per location at once -----------------------------------------
 
     def parallel(self, calls: Dict[str, Callable[[], Any]],

@@ -173,15 +173,18 @@ class ReplicaStorage(StorageModule):
         self._check_open()
         copies: Dict[str, Dict[str, str]] = {}
         failures: Dict[str, StorageError] = {}
-        for location in self._locations:
-            if location.name in self._locations.draining:
+        # Both module_data of each location in one call, every location at once.
+        answers = self._dispatcher.attempt_each(
+            {location.name: (location, functools.partial(_allocate, context, location,
+                                                         self._integrity))
+             for location in self._locations if location.name not in self._locations.draining},
+            WRITE)
+        for name, (answered, answer) in answers.items():
+            location = self._locations.get(name)
+            if not answered:
+                failures[location.name] = answer
                 continue
-            try:  # both module_data in one call on a worker: one hand-off, one deadline
-                child, manifest_md = self._dispatcher.attempt(location, functools.partial(
-                    _allocate, context, location, self._integrity), WRITE)
-            except StorageError as error:
-                failures[location.name] = error
-                continue
+            child, manifest_md = answer
             if not isinstance(child, str) or not child \
                     or len(child) > formats.MAX_CHILD_LENGTH:
                 failures[location.name] = LocationUnavailable(
