@@ -7,10 +7,9 @@ every request and counts them. The object is written by a replica whose
 (another worker process, with no health history) whose ``remote`` is the bad
 server, listed first.
 
-Two targets need HTTPStorage's side of issue 9 (it declares
-``capabilities['retries']`` and does not retry timeouts); until that lands
-they are skipped with a reason saying so. The replica's side is pinned by the
-tests that run everywhere (``retries=0`` here, and ``tests/replica/test_retries.py``).
+Two targets rest on HTTPStorage's side of issue 9 (it declares
+``capabilities['retries']`` and does not retry timeouts); the replica's side
+is pinned by ``retries=0`` here and ``tests/replica/test_retries.py``.
 """
 import io
 import json
@@ -23,14 +22,8 @@ from cheroot import wsgi
 
 from modules.testing import payload
 from modules.testing.webdav import BlackHoleServer
-from replica.http import HTTPStorage
 from replica.replica import ReplicaStorage
 from tests.replica.helpers import MIB, temp_dir
-
-#: True once HTTPStorage retries for itself (and the replica then calls it once per copy).
-_HTTP_RETRIES_ITSELF = bool(HTTPStorage.capabilities.get("retries"))
-_NEEDS_HTTP_SIDE = ("needs issue 9's HTTPStorage side (capabilities['retries'], timeouts not "
-                    "retried), which lands from the HTTP branch")
 
 
 class _Always503:
@@ -106,7 +99,6 @@ class TestHangingFirstLocation(_BadFirstLocation):
             self.size_and_read(replica)
             return time.monotonic() - started
 
-    @unittest.skipUnless(_HTTP_RETRIES_ITSELF, _NEEDS_HTTP_SIDE)
     def test_default_http_options_fail_over_in_under_3_s(self):
         """Regression (issue 9): one get_size took 16 s and get_size plus a read 33 s."""
         self.assertLess(self.measure(), 3.0)
@@ -116,7 +108,6 @@ class TestHangingFirstLocation(_BadFirstLocation):
         self.assertLess(self.measure("retries=0"), 3.0)
 
 
-@unittest.skipUnless(_HTTP_RETRIES_ITSELF, _NEEDS_HTTP_SIDE)
 class TestFirstLocationAnswers503(_BadFirstLocation):
     """Target: at most the HTTP location's own retries + 1 requests per operation (was 12)."""
 
