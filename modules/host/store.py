@@ -480,12 +480,16 @@ class Store:
     def claim_repair_pass(self, owner: str, stale_after: float) -> Optional[RepairPass]:
         """Take an unfinished pass nobody runs (or whose runner stopped beating), if any.
 
+        The pass touched least recently comes first, so that a module whose
+        passes keep failing does not hold up the others.
+
         Returns:
             RepairPass: the pass, now owned by ``owner``; or None.
         """
         now = time.time()
         claimable = ("SELECT %s FROM repair_passes WHERE finished IS NULL AND (owner IS NULL OR "
-                     "owner=? OR heartbeat < ?) ORDER BY module LIMIT 1" % _PASS_COLUMNS)
+                     "owner=? OR heartbeat < ?) ORDER BY COALESCE(heartbeat, 0), module LIMIT 1"
+                     % _PASS_COLUMNS)
         if not self._query(claimable, (owner, now - stale_after)):
             return None  # the usual answer, without a write transaction
         with self._transaction(synced=False) as db:

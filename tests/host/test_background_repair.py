@@ -136,3 +136,23 @@ class TestPassBookkeeping(unittest.TestCase):
         background = self.mirror.background()
         self.assertEqual(background["visited"], COUNT)
         self.assertIsNotNone(background["finished"])
+
+
+class TestPassOrder(unittest.TestCase):
+
+    def test_a_pass_that_keeps_failing_does_not_hold_up_the_others(self):
+        from modules.host.store import ModuleConfig, Store
+
+        directory = tempfile.mkdtemp(prefix="vsm-bg-order-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        store = Store(os.path.join(directory, "index.db"))
+        self.addCleanup(store.close)
+        for name in ("a", "b"):
+            for description in ("one", "two"):  # revision 2: each needs a pass
+                store.put_module(ModuleConfig(name, "simple.simple.SimpleStorage", description,
+                                              ["/nowhere"]))
+        store.plan_repair_passes()
+        first = store.claim_repair_pass("me", stale_after=300)
+        self.assertEqual(first.module, "a")
+        store.advance_repair_pass(first)  # a batch of a failed: recorded, not finished
+        self.assertEqual(store.claim_repair_pass("me", stale_after=300).module, "b")
