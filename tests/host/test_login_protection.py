@@ -110,7 +110,6 @@ class TestAuthenticator(unittest.TestCase):
                                              ).decode()
         self.assertFalse(check_basic_auth(latin1, "p\u00e4ssword"))
 
-
     def test_non_ascii_bytes_in_the_header_are_wrong_credentials(self):
         """attack2 finding: ``Authorization: Basic \\xe9\\xe9`` (Latin-1 bytes, as WSGI
         passes them) made Werkzeug raise UnicodeEncodeError: every such request got 500."""
