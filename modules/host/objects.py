@@ -434,6 +434,13 @@ class _StreamBody:
         while self._remaining > 0:
             try:
                 data = self._read()
+            except StorageError as error:
+                # A location failing mid-answer is an operational event, not a bug: one
+                # line (the server closes the connection without another report).
+                log.error("reading %s failed after the response started, %d bytes before its "
+                          "end; the client gets a short body: %s: %s", self._name,
+                          self._remaining, type(error).__name__, error)
+                raise
             except Exception:
                 log.exception("reading %s failed after the response started; the client gets "
                               "a short body", self._name)

@@ -39,6 +39,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -47,6 +48,7 @@ from cheroot import makefile as cheroot_makefile
 from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
 
+from modules.errors import StorageError
 from modules.host.file_wrapper import FileWrapper
 
 __all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
@@ -451,7 +453,17 @@ class _CherootServer(cheroot_wsgi.Server):
         self.socket.settimeout(0)
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
-        """cheroot's diagnostics (client errors, crashes of a request) go to the log."""
+        """cheroot's diagnostics (client errors, crashes of a request) go to the log.
+
+        A :class:`~modules.errors.StorageError` raised by a response body that
+        had already started (a location failed mid-answer) was reported by
+        the application with the object's name; cheroot would add it again
+        as a ``socket.error`` with a traceback (it subclasses ``OSError``).
+        """
+        if traceback and isinstance(sys.exc_info()[1], StorageError):
+            log.debug("connection closed after a storage failure mid-answer: %s",
+                      sys.exc_info()[1])
+            return
         log.log(level, "%s", msg, exc_info=traceback)
 
 

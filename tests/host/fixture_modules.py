@@ -141,3 +141,37 @@ class FailingRepairStorage(SimpleStorage):
     def repair(self, context, module_data=None, **options):
         raise LocationUnavailable("the journal of this test module cannot be read",
                                   location=self.storage_dir)
+
+
+class _BreakingStream:
+    """A read stream that raises ``LocationUnavailable`` once ``limit`` bytes were read."""
+
+    def __init__(self, stream, limit: int):
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            raise LocationUnavailable("the test location went away mid-read", location="broken")
+        data = self._stream.read(size if 0 <= size <= self._left else self._left)
+        self._left -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class BreaksMidReadStorage(SimpleStorage):
+    """SimpleStorage whose read streams fail after 1.5 MiB (a location lost mid-answer)."""
+
+    def get_read_stream(self, context, module_data):
+        return _BreakingStream(super().get_read_stream(context, module_data), 3 << 19)
