@@ -57,6 +57,18 @@ _DEFAULT_TYPE = "application/octet-stream"
 _Check = Optional[Callable[[Optional[ObjectRecord]], None]]
 
 
+class _CopyOverwritten(Exception):
+    """The copy's key no longer holds the borrowed record (see :func:`_still_borrowing`)."""
+
+
+def _still_borrowing(module_data: str) -> Callable[[Optional[ObjectRecord]], None]:
+    """A commit precondition: the key still holds the copy that borrowed ``module_data``."""
+    def check(current: Optional[ObjectRecord]) -> None:
+        if current is None or not current.borrowed or current.module_data != module_data:
+            raise _CopyOverwritten()
+    return check
+
+
 def split_object_path(path: str) -> Tuple[str, str]:
     """Split ``/objects/<policy>/<key>`` into ``(policy, key)``; key may be ``''``.
 
@@ -316,8 +328,41 @@ class ObjectService:
         if present is True:
             log.info("copy %s/%s -> %s/%s: module %r already holds the data", source_policy,
                      source_key, policy, key, policy)
-            return self._commit(lease, ObjectRecord(module_data=source.module_data,
-                                                    borrowed=True, **base), None, check)
+            response = self._commit(lease, ObjectRecord(module_data=source.module_data,
+                                                        borrowed=True, **base), None, check)
+            now = self._store.get_object(source_policy, source_key)
+            if now is not None and now.module_data == source.module_data:
+                return response
+            # The source was deleted or overwritten while this copy was made: when that
+            # happened before the commit above, its data became garbage with no borrower
+            # to hand it to, and is destroyed once this request's pin is released (an
+            # acknowledged copy without data). Give the copy data of its own now, while
+            # the pin still keeps the source's readable.
+            log.info("copy %s/%s -> %s/%s: the source went while the copy borrowed its data; "
+                     "copying the data instead", source_policy, source_key, policy, key)
+            still_borrowing = _still_borrowing(source.module_data)
+            try:
+                self._stream_copy(lease, request, policy, key, source_module, source_context,
+                                  source, size, base, still_borrowing)
+            except _CopyOverwritten:
+                pass  # another request replaced or deleted the copy meanwhile: it owns the key
+            except BaseException:
+                # Not acknowledged: take back the row whose data is about to be destroyed.
+                try:
+                    self._store.delete_object(policy, key, precondition=still_borrowing)
+                except _CopyOverwritten:
+                    pass
+                raise
+            return response  # the same description: size, checksum, headers
+        return self._stream_copy(lease, request, policy, key, source_module, source_context,
+                                 source, size, base, check)
+
+    def _stream_copy(self, lease: Lease, request: Request, policy: str, key: str,
+                     source_module, source_context, source: ObjectRecord, size: int,
+                     base: Dict[str, Any], check: _Check) -> Response:
+        """Stream ``source``'s data into new module_data of ``policy`` and commit ``key``."""
+        module, context = _module(lease, policy)
+        source_policy, source_key = source.policy, source.key
         # Not the same module_data, even though the seeds' replication would
         # assign under it: two policies may share storage (one location in two
         # mirrors), and an object holding the source's module_data there would

@@ -175,3 +175,20 @@ class BreaksMidReadStorage(SimpleStorage):
 
     def get_read_stream(self, context, module_data):
         return _BreakingStream(super().get_read_stream(context, module_data), 3 << 19)
+
+
+class GatedAvailableStorage(SimpleStorage):
+    """SimpleStorage whose ``available()`` waits for the test's go-ahead.
+
+    ``entered`` is set when a call arrives; it then waits (at most 10 s) for
+    ``release``. Lets a test land a delete between a copy's lookup of its
+    source and the copy's commit.
+    """
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def available(self, context, module_data):
+        GatedAvailableStorage.entered.set()
+        GatedAvailableStorage.release.wait(10)
+        return super().available(context, module_data)

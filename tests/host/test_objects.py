@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import random
+import threading
 import unittest
 from urllib.parse import quote
 
@@ -272,6 +273,37 @@ class TestCopy(HostTestCase):
         self.assertEqual(self.host.request("DELETE", "/objects/alias/same").status_code, 204)
         self.assertEqual(stored_files(self.source_dir), [],
                          "the last object using the data must destroy it")
+
+    def test_source_deleted_while_a_copy_borrows_it_keeps_the_copy(self):
+        """attack2 finding: a copy whose target said available() True was committed as
+        borrowing the source's data even when the source had been deleted meanwhile; the
+        source's data was then destroyed (no borrower existed when it was retired) and the
+        acknowledged copy (201) read 404: 13 of 149 racing copies lost their data."""
+        from tests.host.fixture_modules import GatedAvailableStorage
+        GatedAvailableStorage.entered.clear()
+        GatedAvailableStorage.release.clear()
+        self.addCleanup(GatedAvailableStorage.release.set)
+        self.host.configure("gated", "tests.host.fixture_modules.GatedAvailableStorage",
+                            [self.source_dir])
+        answers = []
+        copier = threading.Thread(target=lambda: answers.append(
+            self.copy("/objects/gated/copy", "/objects/source/orig")))
+        copier.start()
+        self.assertTrue(GatedAvailableStorage.entered.wait(10))
+        self.assertEqual(self.host.request("DELETE", "/objects/source/orig").status_code, 204)
+        GatedAvailableStorage.release.set()
+        copier.join(20)
+        self.assertEqual(answers[0].status_code, 201, answers[0].text)
+        step = self.host.request("POST", "/cdmi/system_configuration/vendor_modules/source/"
+                                 "repair", json={})
+        self.assertEqual(step.status_code, 200, step.text)  # destroys the source's garbage
+        copy = self.host.request("GET", "/objects/gated/copy")
+        self.assertEqual(copy.status_code, 200, copy.text[:300])
+        self.assertTrue(copy.content == self.data, "the copy must hold the source's bytes")
+        self.assertEqual(self.host.request("DELETE", "/objects/gated/copy").status_code, 204)
+        self.host.request("POST", "/cdmi/system_configuration/vendor_modules/gated/repair",
+                          json={})
+        self.assertEqual(stored_files(self.source_dir), [], "nothing is left behind")
 
     @unittest.skipUnless(replica_available(), "the replica module is not importable")
     def test_copy_between_mirrors_sharing_a_location_keeps_both(self):
