@@ -192,3 +192,29 @@ class GatedAvailableStorage(SimpleStorage):
         GatedAvailableStorage.entered.set()
         GatedAvailableStorage.release.wait(10)
         return super().available(context, module_data)
+
+
+class GatedRepairStorage(SimpleStorage):
+    """SimpleStorage whose ``repair(context, module_data)`` waits for the test's go-ahead.
+
+    ``entered`` is set when such a call arrives, which then waits (at most
+    10 s) for ``release``; ``outcomes`` records what the repair found
+    (``"ok"`` or the error's class name).
+    """
+
+    entered = threading.Event()
+    release = threading.Event()
+    outcomes: List[str] = []
+
+    def repair(self, context, module_data=None, rate=None):
+        if module_data is None:
+            return super().repair(context)
+        GatedRepairStorage.entered.set()
+        GatedRepairStorage.release.wait(10)
+        try:
+            report = super().repair(context, module_data, rate)
+        except Exception as error:
+            GatedRepairStorage.outcomes.append(type(error).__name__)
+            raise
+        GatedRepairStorage.outcomes.append("ok")
+        return report

@@ -3,6 +3,7 @@ import base64
 import logging
 import os
 import socket
+import threading
 import time
 
 from tests.host.fixture_modules import CountedStreamsStorage
@@ -72,6 +73,36 @@ class TestStorageFailures(HostTestCase):
         self.assertEqual(len(logs.records), 1, logs.output)
         self.assertIn("breaks/a", logs.output[0])
         self.assertIn("went away mid-read", logs.output[0])
+
+    def test_objects_deleted_during_a_repair_step_are_not_failures(self):
+        """attack2 finding: ``vsm scrub`` and ``vsm repair`` on a live store reported objects
+        overwritten or deleted during the step as missing or failed (scrub exited 1 with
+        "missing: [every location]"): a step read data that was destroyed under it."""
+        from tests.host.fixture_modules import GatedRepairStorage
+        GatedRepairStorage.entered.clear()
+        GatedRepairStorage.release.clear()
+        del GatedRepairStorage.outcomes[:]
+        self.addCleanup(GatedRepairStorage.release.set)
+        directory = os.path.join(self.host.data_dir, "gated")
+        os.mkdir(directory)
+        self.host.configure("gated", "tests.host.fixture_modules.GatedRepairStorage",
+                            [directory])
+        for key in ("deleted", "kept"):
+            self.host.request("PUT", "/objects/gated/" + key, data=b"payload")
+        answers = []
+        stepper = threading.Thread(target=lambda: answers.append(self.host.request(
+            "POST", CONFIG + "gated/repair", json={"after": "", "limit": 10})))
+        stepper.start()
+        self.assertTrue(GatedRepairStorage.entered.wait(10))
+        self.assertEqual(self.host.request("DELETE", "/objects/gated/deleted").status_code, 204)
+        GatedRepairStorage.release.set()
+        stepper.join(20)
+        step = answers[0].json()
+        self.assertEqual((step["done"], step["failed"], step["damaged"]), (2, [], []), step)
+        self.assertEqual(GatedRepairStorage.outcomes, ["ok", "ok"],
+                         "the deleted object's data must outlive the step that reads it")
+        self.host.request("POST", CONFIG + "gated/repair", json={})
+        self.assertEqual(len(stored_files(directory)), 1, "the deleted data is destroyed after")
 
     def test_delete_while_unavailable_is_finished_by_repair(self):
         self.host.request("PUT", "/objects/store/a", data=b"doomed")
