@@ -316,7 +316,11 @@ class ObjectService:
                                 % (source_policy, source_key, size, source.size),
                                 module_data=source.module_data, location=source_policy)
         present = None
-        if source_policy != policy:
+        # A policy never holds one module_data twice through borrowing: when its last
+        # owning row goes, a borrower in the same policy is not handed the data, which
+        # was then left behind for good (a copy chain s1 -> s2 -> s1 over shared storage).
+        if source_policy != policy and not self._store.is_referenced(policy,
+                                                                     source.module_data):
             try:
                 present = module.available(context, source.module_data)
             except InvalidModuleData:

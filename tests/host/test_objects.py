@@ -274,6 +274,34 @@ class TestCopy(HostTestCase):
         self.assertEqual(stored_files(self.source_dir), [],
                          "the last object using the data must destroy it")
 
+    def test_a_copy_chain_back_into_the_owning_policy_leaves_nothing_behind(self):
+        """attack2 finding: source -> alias (borrowed) -> source again (borrowed too, the
+        same module_data twice in one policy); after deleting all three in any order the
+        data stayed on disk with no object using it."""
+        self.host.configure("alias", "simple.simple.SimpleStorage", [self.source_dir])
+        for order in (("orig", "alias", "back"), ("alias", "orig", "back"),
+                      ("back", "orig", "alias"), ("orig", "back", "alias")):
+            with self.subTest(order=order):
+                self.assertIn(self.host.request("PUT", "/objects/source/orig",
+                                                data=self.data).status_code, (200, 201))
+                self.assertEqual(self.copy("/objects/alias/alias",
+                                           "/objects/source/orig").status_code, 201)
+                self.assertEqual(self.copy("/objects/source/back",
+                                           "/objects/alias/alias").status_code, 201)
+                keys = {"orig": "/objects/source/orig", "alias": "/objects/alias/alias",
+                        "back": "/objects/source/back"}
+                for index, name in enumerate(order):
+                    self.assertEqual(self.host.request("DELETE", keys[name]).status_code, 204)
+                    for other in order[index + 1:]:
+                        got = self.host.request("GET", keys[other])
+                        self.assertTrue(got.status_code == 200 and got.content == self.data,
+                                        "%s after deleting %s: %d" % (other, name,
+                                                                      got.status_code))
+                for policy in ("source", "alias"):
+                    self.host.request("POST", "/cdmi/system_configuration/vendor_modules/"
+                                      + policy + "/repair", json={})
+                self.assertEqual(stored_files(self.source_dir), [], "nothing is left behind")
+
     def test_source_deleted_while_a_copy_borrows_it_keeps_the_copy(self):
         """attack2 finding: a copy whose target said available() True was committed as
         borrowing the source's data even when the source had been deleted meanwhile; the
