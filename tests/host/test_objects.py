@@ -153,6 +153,35 @@ class TestObjects(HostTestCase):
         self.assertJsonError(bad_utf8, 400, "UTF-8")
 
 
+    def test_listing_pages_are_bounded_in_bytes(self):
+        """attack2 finding: a listing page was built whole in memory, whatever its size:
+        8 concurrent listings of 3000 objects with 4 KiB keys and metadata (25 MB of JSON
+        each) took a worker from 53 MiB to 660 MiB. A page now also ends at
+        MAX_LIST_BYTES, and ``next`` goes on from there."""
+        from unittest import mock
+        meta = {"X-Object-Meta-M%d" % index: "v" * 200 for index in range(10)}
+        keys = ["k%03d-%s" % (index, "x" * 500) for index in range(45)]
+        for key in keys:
+            self.assertEqual(self.put(key, b"", headers=meta).status_code, 201)
+        with mock.patch("modules.host.objects.MAX_LIST_BYTES", 20000, create=True):
+            seen, after, pages = [], "", 0
+            while pages < 50:
+                page = self.host.request("GET", "/objects/store/", params={
+                    "after": after, "limit": "1000"}).json()
+                pages += 1
+                self.assertLessEqual(len(json.dumps(page["objects"])), 20000 + 4000)
+                seen.extend(item["key"] for item in page["objects"])
+                if page["next"] is None:
+                    break
+                self.assertEqual(page["next"], seen[-1])
+                after = page["next"]
+        self.assertEqual(seen, keys, "every key once, in order")
+        self.assertGreater(pages, 3)
+        for limit in ("1", "44", "45", "46"):
+            page = self.host.request("GET", "/objects/store/", params={"limit": limit}).json()
+            self.assertEqual(len(page["objects"]), min(int(limit), 45))
+            self.assertEqual(page["next"], keys[int(limit) - 1] if int(limit) < 45 else None)
+
 class TestRanges(HostTestCase):
     """Single byte ranges, checked against get_size before reading."""
 
