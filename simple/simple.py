@@ -285,6 +285,10 @@ class SimpleStorage(StorageModule):
             ``temporaries_kept`` (younger than the grace period).
 
         Raises:
+            ObjectNotFound: with ``module_data``, no file is stored for it
+                (after its temporaries were swept): the object's data is
+                lost, and ``vsm repair`` must say so rather than count it as
+                checked.
             InvalidModuleData: ``module_data`` is not one of ours.
             LocationUnavailable: the storage directory is missing or unusable.
         """
@@ -319,6 +323,9 @@ class SimpleStorage(StorageModule):
         if removed:
             log.warning("removed %d left-over temporary file(s) (%d bytes) under %s",
                         removed, removed_bytes, self.storage_dir)
+        if module_data is not None:
+            with self._converted(module_data, missing_is_not_found=True):
+                os.stat(self._object_path(module_data))
         return {"repaired": [], "present": [], "failed": failed, "reclaimed": removed,
                 "remaining": 0, "temporaries_removed": removed, "bytes_removed": removed_bytes,
                 "temporaries_kept": kept}

@@ -135,7 +135,10 @@ def basic_credentials(header: Optional[str]) -> Optional[Tuple[str, str]]:
     """
     if not header:
         return None
-    authorization = Authorization.from_header(header)
+    try:
+        authorization = Authorization.from_header(header)
+    except ValueError:  # Werkzeug raises UnicodeEncodeError for base64 with non-ASCII bytes
+        return None
     if authorization is None or authorization.type != "basic":
         return None
     encoded = header.strip().partition(" ")[2].strip()

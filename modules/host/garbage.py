@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional
 
 from modules.errors import ObjectNotFound, StorageError
 
-from modules.host.pins import ReadPins
+from modules.host.pins import Pin, ReadPins
 from modules.host.registry import Lease
 from modules.host.store import GarbageItem, Store
 
@@ -58,6 +58,17 @@ class GarbageCollector:
         self._store = store
         self._pins = pins
         self._last_collect = 0.0
+
+    def reading(self) -> Pin:
+        """Register a reader of several objects (a repair or scrub step) and return its pin.
+
+        Data retired after this call is not destroyed before ``release()``:
+        list the objects *after* it returns. See :meth:`ReadPins.begin`.
+
+        Raises:
+            LocationUnavailable: the database cannot be read or written.
+        """
+        return self._pins.begin()
 
     def destroy(self, lease: Lease, item: GarbageItem) -> Optional[bool]:
         """Destroy ``item``'s data unless a read may still use it or an index row uses it again.

@@ -8,6 +8,7 @@ destroyed only once no read can still use it (:mod:`modules.host.pins`,
 section 13 (:mod:`modules.host.conditions`); representation headers and
 ``X-Object-Meta-*`` are stored with the object (:mod:`modules.host.metadata`).
 """
+import json
 import logging
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -51,10 +52,31 @@ MAX_KEY_BYTES = 4096
 #: The most rows one listing request returns.
 MAX_LIST_LIMIT = 10000
 
+#: A listing page ends once its objects' descriptions reach about this many bytes of JSON
+#: (``next`` then continues it): 10000 objects with 4096-byte keys and full metadata are
+#: over 100 MiB, and concurrent listings of 3000 such objects took a worker from 53 MiB to
+#: 660 MiB.
+MAX_LIST_BYTES = 4 * 1024 * 1024
+
+#: Index rows read at once while a listing page is filled.
+_LIST_BATCH = 200
+
 _PREFIX = "/objects/"
 _DEFAULT_TYPE = "application/octet-stream"
 
 _Check = Optional[Callable[[Optional[ObjectRecord]], None]]
+
+
+class _CopyOverwritten(Exception):
+    """The copy's key no longer holds the borrowed record (see :func:`_still_borrowing`)."""
+
+
+def _still_borrowing(module_data: str) -> Callable[[Optional[ObjectRecord]], None]:
+    """A commit precondition: the key still holds the copy that borrowed ``module_data``."""
+    def check(current: Optional[ObjectRecord]) -> None:
+        if current is None or not current.borrowed or current.module_data != module_data:
+            raise _CopyOverwritten()
+    return check
 
 
 def split_object_path(path: str) -> Tuple[str, str]:
@@ -193,6 +215,9 @@ class ObjectService:
     def list(self, request: Request, policy: str) -> Response:
         """List keys of ``policy``: ``?prefix=&after=&limit=`` (at most 10000).
 
+        A page holds ``limit`` objects, or fewer once their descriptions reach
+        :data:`MAX_LIST_BYTES` of JSON; ``next`` says where to go on.
+
         Returns:
             Response: 200 with ``{"policy", "objects": [...], "next"}``; pass
             ``next`` as ``after`` for the following page (null at the end).
@@ -212,13 +237,28 @@ class ObjectService:
         if len(prefix.encode("utf-8", "replace")) > MAX_KEY_BYTES or \
                 len(after.encode("utf-8", "replace")) > MAX_KEY_BYTES:
             raise HttpError(400, "prefix and after are keys: at most %d bytes" % MAX_KEY_BYTES)
-        rows = self._store.list_objects(policy, prefix=prefix, after=after, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        described: List[Dict[str, Any]] = []
+        used, cursor, more = 0, after, False
+        while not more and len(described) < limit:
+            batch = min(limit - len(described), _LIST_BATCH)
+            rows = self._store.list_objects(policy, prefix=prefix, after=cursor,
+                                            limit=batch + 1)
+            for row in rows[:batch]:
+                entry = _describe(row)
+                cost = len(json.dumps(entry, default=str))
+                if described and used + cost > MAX_LIST_BYTES:
+                    more = True
+                    break
+                described.append(entry)
+                used += cost
+                cursor = row.key
+            if len(rows) <= batch:
+                break  # no row after this batch: the end of the listing
+            more = more or len(described) >= limit
         return json_response(200, {
             "policy": policy,
-            "objects": [_describe(row) for row in rows],
-            "next": rows[-1].key if more else None,
+            "objects": described,
+            "next": cursor if more else None,
         }, head=request.method == "HEAD")
 
     # -- writing ----------------------------------------------------------
@@ -307,7 +347,11 @@ class ObjectService:
                                 % (source_policy, source_key, size, source.size),
                                 module_data=source.module_data, location=source_policy)
         present = None
-        if source_policy != policy:
+        # A policy never holds one module_data twice through borrowing: when its last
+        # owning row goes, a borrower in the same policy is not handed the data, which
+        # was then left behind for good (a copy chain s1 -> s2 -> s1 over shared storage).
+        if source_policy != policy and not self._store.is_referenced(policy,
+                                                                     source.module_data):
             try:
                 present = module.available(context, source.module_data)
             except InvalidModuleData:
@@ -319,8 +363,41 @@ class ObjectService:
         if present is True:
             log.info("copy %s/%s -> %s/%s: module %r already holds the data", source_policy,
                      source_key, policy, key, policy)
-            return self._commit(lease, ObjectRecord(module_data=source.module_data,
-                                                    borrowed=True, **base), None, check)
+            response = self._commit(lease, ObjectRecord(module_data=source.module_data,
+                                                        borrowed=True, **base), None, check)
+            now = self._store.get_object(source_policy, source_key)
+            if now is not None and now.module_data == source.module_data:
+                return response
+            # The source was deleted or overwritten while this copy was made: when that
+            # happened before the commit above, its data became garbage with no borrower
+            # to hand it to, and is destroyed once this request's pin is released (an
+            # acknowledged copy without data). Give the copy data of its own now, while
+            # the pin still keeps the source's readable.
+            log.info("copy %s/%s -> %s/%s: the source went while the copy borrowed its data; "
+                     "copying the data instead", source_policy, source_key, policy, key)
+            still_borrowing = _still_borrowing(source.module_data)
+            try:
+                self._stream_copy(lease, request, policy, key, source_module, source_context,
+                                  source, size, base, still_borrowing)
+            except _CopyOverwritten:
+                pass  # another request replaced or deleted the copy meanwhile: it owns the key
+            except BaseException:
+                # Not acknowledged: take back the row whose data is about to be destroyed.
+                try:
+                    self._store.delete_object(policy, key, precondition=still_borrowing)
+                except _CopyOverwritten:
+                    pass
+                raise
+            return response  # the same description: size, checksum, headers
+        return self._stream_copy(lease, request, policy, key, source_module, source_context,
+                                 source, size, base, check)
+
+    def _stream_copy(self, lease: Lease, request: Request, policy: str, key: str,
+                     source_module, source_context, source: ObjectRecord, size: int,
+                     base: Dict[str, Any], check: _Check) -> Response:
+        """Stream ``source``'s data into new module_data of ``policy`` and commit ``key``."""
+        module, context = _module(lease, policy)
+        source_policy, source_key = source.policy, source.key
         # Not the same module_data, even though the seeds' replication would
         # assign under it: two policies may share storage (one location in two
         # mirrors), and an object holding the source's module_data there would
@@ -437,6 +514,13 @@ class _StreamBody:
         while self._remaining > 0:
             try:
                 data = self._read()
+            except StorageError as error:
+                # A location failing mid-answer is an operational event, not a bug: one
+                # line (the server closes the connection without another report).
+                log.error("reading %s failed after the response started, %d bytes before its "
+                          "end; the client gets a short body: %s: %s", self._name,
+                          self._remaining, type(error).__name__, error)
+                raise
             except Exception:
                 log.exception("reading %s failed after the response started; the client gets "
                               "a short body", self._name)

@@ -27,7 +27,7 @@ from modules.reports import add_counts
 from modules.host.garbage import GarbageCollector
 from modules.host.http import HttpError
 from modules.host.registry import Lease
-from modules.host.store import Store
+from modules.host.store import ObjectRecord, Store
 
 __all__ = ["RepairService", "MAX_STEP"]
 
@@ -57,7 +57,9 @@ class RepairService:
             {"done", "failed", "collected", "still_read", "destroyed": {kind:
             n}, "errors": [...]}, "pending", "objects"}``; for an
             objects step ``{"module", "step": "objects", "done", "next",
-            "total", "summary", "failed": [{"key", "error"}]}``.
+            "total", "summary", "failed": [{"key", "error"}], "damaged",
+            "changed"}`` (``changed``: objects overwritten or deleted while
+            the step ran, whose failures or problems are not reported).
 
         Raises:
             HttpError: 400 for a malformed body.
@@ -123,22 +125,37 @@ class RepairService:
                 name, type(module).__name__))
         options = {"rate": rate} if rate is not None and can_scrub else {}
         action = module.scrub if scrub else module.repair
-        rows = self._store.list_objects(name, after=after, limit=limit)
         summary: Dict[str, Any] = {}
         failed: List[Dict[str, str]] = []
         damaged: List[Dict[str, Any]] = []
-        for row in rows:
-            try:
-                result = action(context, row.module_data, **options)
-            except StorageError as error:
-                log.warning("%s of %s/%s failed: %s", "scrub" if scrub else "repair", name,
-                            row.key, error)
-                failed.append({"key": row.key, "error": "%s: %s" % (type(error).__name__, error)})
-                continue
-            add_counts(summary, result)
-            problems = _problems(result)
-            if problems:
-                damaged.append(dict(problems, key=row.key))
+        changed = 0
+        # Pinned like a read: data an overwrite or a delete retires during the step is not
+        # destroyed under the module's repair or scrub (which would see copies vanish, or
+        # refill a copy of data that is being destroyed and leave it behind).
+        pin = self._collector.reading()
+        try:
+            rows = self._store.list_objects(name, after=after, limit=limit)
+            for row in rows:
+                try:
+                    result = action(context, row.module_data, **options)
+                except StorageError as error:
+                    if self._changed(name, row):
+                        changed += 1
+                        continue
+                    log.warning("%s of %s/%s failed: %s", "scrub" if scrub else "repair", name,
+                                row.key, error)
+                    failed.append({"key": row.key,
+                                   "error": "%s: %s" % (type(error).__name__, error)})
+                    continue
+                problems = _problems(result)
+                if problems and self._changed(name, row):
+                    changed += 1  # overwritten or deleted meanwhile: not damage
+                    continue
+                add_counts(summary, result)
+                if problems:
+                    damaged.append(dict(problems, key=row.key))
+        finally:
+            pin.release()
         return {
             "module": name,
             "step": "scrub" if scrub else "objects",
@@ -148,7 +165,14 @@ class RepairService:
             "total": self._store.count_objects(name),
             "summary": summary,
             "failed": failed,
+            "changed": changed,
         }
+
+    def _changed(self, name: str, row: ObjectRecord) -> bool:
+        """Return True when ``row``'s key no longer holds its module_data (overwritten or
+        deleted while the step ran): what the module found is no object's problem."""
+        current = self._store.get_object(name, row.key)
+        return current is None or current.module_data != row.module_data
 
 
 def _problems(report: Any) -> Dict[str, Any]:

@@ -17,7 +17,9 @@ socket (no spooling). What is changed here, and why:
   the client still sends for at most :data:`LINGER_SECONDS`, so that a
   client that sent its body without waiting reads the answer instead of a
   connection reset. Nothing discarded is stored or spooled.
-* The request line and headers must arrive within :data:`HEADER_DEADLINE`
+* A new connection takes a worker thread only once it has sent a byte
+  (until then it waits in cheroot's selector, as kept-alive connections do).
+  The request line and headers must then arrive within :data:`HEADER_DEADLINE`
   seconds (a slowloris client holds a thread at most that long), and be at
   most :data:`MAX_HEADER_SIZE` bytes together (cheroot's default is no
   limit: one client without credentials could make a worker hold hundreds
@@ -39,6 +41,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -48,6 +51,7 @@ from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
 from cheroot.workers import threadpool as cheroot_threadpool
 
+from modules.errors import StorageError
 from modules.host.file_wrapper import FileWrapper
 
 __all__ = ["HostServer", "listening_socket", "socket_url", "DEFAULT_HOST", "DEFAULT_PORT",
@@ -342,6 +346,9 @@ class _Connection(cheroot_server.HTTPConnection):
     RequestHandlerClass = _Request
     rbufsize = READ_BUFFER
     linger_on_close = False
+    #: True once the connection waited in the selector for its first byte (see
+    #: :meth:`_CherootServer.process_conn`).
+    waited = False
 
     def __init__(self, server, sock, makefile=None):
         # cheroot passes its own MakeFile for plain sockets; TLS would bring another.
@@ -486,8 +493,35 @@ class _CherootServer(cheroot_wsgi.Server):
         # must get EAGAIN at once rather than wait in accept() (cheroot waits 1 s).
         self.socket.settimeout(0)
 
+    def process_conn(self, conn):
+        """Give ``conn`` to a worker thread once it has something to read.
+
+        cheroot hands a newly accepted connection to a worker at once, which
+        then blocks reading its request line: 100 connections that send
+        nothing (port scanners, browsers' speculative pre-connects) held
+        every thread for :data:`HEADER_DEADLINE` seconds in turn, and nobody
+        else was answered for a minute. A new connection first waits in the
+        selector, like a kept-alive one between requests (closed after
+        ``timeout`` seconds of silence).
+        """
+        if not conn.waited:
+            conn.waited = True
+            self.put_conn(conn)  # the selector calls back when it is readable
+            return
+        super().process_conn(conn)
+
     def error_log(self, msg="", level=logging.INFO, traceback=False):
-        """cheroot's diagnostics (client errors, crashes of a request) go to the log."""
+        """cheroot's diagnostics (client errors, crashes of a request) go to the log.
+
+        A :class:`~modules.errors.StorageError` raised by a response body that
+        had already started (a location failed mid-answer) was reported by
+        the application with the object's name; cheroot would add it again
+        as a ``socket.error`` with a traceback (it subclasses ``OSError``).
+        """
+        if traceback and isinstance(sys.exc_info()[1], StorageError):
+            log.debug("connection closed after a storage failure mid-answer: %s",
+                      sys.exc_info()[1])
+            return
         log.log(level, "%s", msg, exc_info=traceback)
 
 

@@ -156,3 +156,80 @@ class HungStatisticsStorage(SimpleStorage):
         STATISTICS_CALLS.append(1)
         STATISTICS_RELEASE.wait(30)
         return super().statistics(context)
+
+
+class _BreakingStream:
+    """A read stream that raises ``LocationUnavailable`` once ``limit`` bytes were read."""
+
+    def __init__(self, stream, limit: int):
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            raise LocationUnavailable("the test location went away mid-read", location="broken")
+        data = self._stream.read(size if 0 <= size <= self._left else self._left)
+        self._left -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class BreaksMidReadStorage(SimpleStorage):
+    """SimpleStorage whose read streams fail after 1.5 MiB (a location lost mid-answer)."""
+
+    def get_read_stream(self, context, module_data):
+        return _BreakingStream(super().get_read_stream(context, module_data), 3 << 19)
+
+
+class GatedAvailableStorage(SimpleStorage):
+    """SimpleStorage whose ``available()`` waits for the test's go-ahead.
+
+    ``entered`` is set when a call arrives; it then waits (at most 10 s) for
+    ``release``. Lets a test land a delete between a copy's lookup of its
+    source and the copy's commit.
+    """
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def available(self, context, module_data):
+        GatedAvailableStorage.entered.set()
+        GatedAvailableStorage.release.wait(10)
+        return super().available(context, module_data)
+
+
+class GatedRepairStorage(SimpleStorage):
+    """SimpleStorage whose ``repair(context, module_data)`` waits for the test's go-ahead.
+
+    ``entered`` is set when such a call arrives, which then waits (at most
+    10 s) for ``release``; ``outcomes`` records what the repair found
+    (``"ok"`` or the error's class name).
+    """
+
+    entered = threading.Event()
+    release = threading.Event()
+    outcomes: List[str] = []
+
+    def repair(self, context, module_data=None, rate=None):
+        if module_data is None:
+            return super().repair(context)
+        GatedRepairStorage.entered.set()
+        GatedRepairStorage.release.wait(10)
+        try:
+            report = super().repair(context, module_data, rate)
+        except Exception as error:
+            GatedRepairStorage.outcomes.append(type(error).__name__)
+            raise
+        GatedRepairStorage.outcomes.append("ok")
+        return report

@@ -3,6 +3,7 @@ import base64
 import logging
 import os
 import socket
+import threading
 import time
 
 from tests.host.fixture_modules import CountedStreamsStorage
@@ -44,6 +45,64 @@ class TestStorageFailures(HostTestCase):
         logged = "\n".join(logs.output)
         self.assertIn("ZeroDivisionError", logged)
         self.assertIn("a bug in BuggyStorage.get_size", logged)
+
+    def test_location_lost_mid_answer_is_one_log_line(self):
+        """attack2 finding: a location failing after the answer started logged two
+        tracebacks (the host's and cheroot's "socket.error"); it is one ERROR line naming
+        the object, and the client gets a short body."""
+        directory = os.path.join(self.host.data_dir, "breaks")
+        os.mkdir(directory)
+        self.host.configure("breaks", "tests.host.fixture_modules.BreaksMidReadStorage",
+                            [directory])
+        self.host.request("PUT", "/objects/breaks/a", data=b"x" * (4 << 20))
+        with self.assertLogs("modules.host", level=logging.WARNING) as logs:
+            with socket.create_connection(("127.0.0.1", self.host.server.port), timeout=10) as sock:
+                sock.sendall(b"GET /objects/breaks/a HTTP/1.1\r\nHost: x\r\n"
+                             b"Authorization: Basic %s\r\n\r\n"
+                             % base64.b64encode(("%s:%s" % AUTH).encode()))
+                received = b""
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    received += chunk
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received[:100])
+        self.assertLess(len(received.split(b"\r\n\r\n", 1)[1]), 4 << 20)
+        self.assertEqual([record for record in logs.records if record.exc_info], [])
+        self.assertEqual(len(logs.records), 1, logs.output)
+        self.assertIn("breaks/a", logs.output[0])
+        self.assertIn("went away mid-read", logs.output[0])
+
+    def test_objects_deleted_during_a_repair_step_are_not_failures(self):
+        """attack2 finding: ``vsm scrub`` and ``vsm repair`` on a live store reported objects
+        overwritten or deleted during the step as missing or failed (scrub exited 1 with
+        "missing: [every location]"): a step read data that was destroyed under it."""
+        from tests.host.fixture_modules import GatedRepairStorage
+        GatedRepairStorage.entered.clear()
+        GatedRepairStorage.release.clear()
+        del GatedRepairStorage.outcomes[:]
+        self.addCleanup(GatedRepairStorage.release.set)
+        directory = os.path.join(self.host.data_dir, "gated")
+        os.mkdir(directory)
+        self.host.configure("gated", "tests.host.fixture_modules.GatedRepairStorage",
+                            [directory])
+        for key in ("deleted", "kept"):
+            self.host.request("PUT", "/objects/gated/" + key, data=b"payload")
+        answers = []
+        stepper = threading.Thread(target=lambda: answers.append(self.host.request(
+            "POST", CONFIG + "gated/repair", json={"after": "", "limit": 10})))
+        stepper.start()
+        self.assertTrue(GatedRepairStorage.entered.wait(10))
+        self.assertEqual(self.host.request("DELETE", "/objects/gated/deleted").status_code, 204)
+        GatedRepairStorage.release.set()
+        stepper.join(20)
+        step = answers[0].json()
+        self.assertEqual((step["done"], step["failed"], step["damaged"]), (2, [], []), step)
+        self.assertEqual(GatedRepairStorage.outcomes, ["ok", "ok"],
+                         "the deleted object's data must outlive the step that reads it")
+        self.host.request("POST", CONFIG + "gated/repair", json={})
+        self.assertEqual(len(stored_files(directory)), 1, "the deleted data is destroyed after")
 
     def test_delete_while_unavailable_is_finished_by_repair(self):
         self.host.request("PUT", "/objects/store/a", data=b"doomed")

@@ -110,6 +110,16 @@ class TestAuthenticator(unittest.TestCase):
                                              ).decode()
         self.assertFalse(check_basic_auth(latin1, "p\u00e4ssword"))
 
+    def test_non_ascii_bytes_in_the_header_are_wrong_credentials(self):
+        """attack2 finding: ``Authorization: Basic \\xe9\\xe9`` (Latin-1 bytes, as WSGI
+        passes them) made Werkzeug raise UnicodeEncodeError: every such request got 500."""
+        for header in ("Basic \u00e9\u00e9", "Basic YWRt\u00ffaW4=", "basic \u00e9:\u00e9"):
+            with self.subTest(header=header):
+                self.assertIsNone(basic_credentials(header))
+                self.assertFalse(check_basic_auth(header, "p\u00e4ssword"))
+                refusal = Authenticator("p\u00e4ssword").refusal(self.environ(header))
+                self.assertEqual(refusal.status, 401)
+
 
 class TestLoginProtectionOverHTTP(HostTestCase):
 

@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import random
+import threading
 import unittest
 from urllib.parse import quote
 
@@ -152,6 +153,35 @@ class TestObjects(HostTestCase):
         self.assertJsonError(bad_utf8, 400, "UTF-8")
 
 
+    def test_listing_pages_are_bounded_in_bytes(self):
+        """attack2 finding: a listing page was built whole in memory, whatever its size:
+        8 concurrent listings of 3000 objects with 4 KiB keys and metadata (25 MB of JSON
+        each) took a worker from 53 MiB to 660 MiB. A page now also ends at
+        MAX_LIST_BYTES, and ``next`` goes on from there."""
+        from unittest import mock
+        meta = {"X-Object-Meta-M%d" % index: "v" * 200 for index in range(10)}
+        keys = ["k%03d-%s" % (index, "x" * 500) for index in range(45)]
+        for key in keys:
+            self.assertEqual(self.put(key, b"", headers=meta).status_code, 201)
+        with mock.patch("modules.host.objects.MAX_LIST_BYTES", 20000, create=True):
+            seen, after, pages = [], "", 0
+            while pages < 50:
+                page = self.host.request("GET", "/objects/store/", params={
+                    "after": after, "limit": "1000"}).json()
+                pages += 1
+                self.assertLessEqual(len(json.dumps(page["objects"])), 20000 + 4000)
+                seen.extend(item["key"] for item in page["objects"])
+                if page["next"] is None:
+                    break
+                self.assertEqual(page["next"], seen[-1])
+                after = page["next"]
+        self.assertEqual(seen, keys, "every key once, in order")
+        self.assertGreater(pages, 3)
+        for limit in ("1", "44", "45", "46"):
+            page = self.host.request("GET", "/objects/store/", params={"limit": limit}).json()
+            self.assertEqual(len(page["objects"]), min(int(limit), 45))
+            self.assertEqual(page["next"], keys[int(limit) - 1] if int(limit) < 45 else None)
+
 class TestRanges(HostTestCase):
     """Single byte ranges, checked against get_size before reading."""
 
@@ -272,6 +302,65 @@ class TestCopy(HostTestCase):
         self.assertEqual(self.host.request("DELETE", "/objects/alias/same").status_code, 204)
         self.assertEqual(stored_files(self.source_dir), [],
                          "the last object using the data must destroy it")
+
+    def test_a_copy_chain_back_into_the_owning_policy_leaves_nothing_behind(self):
+        """attack2 finding: source -> alias (borrowed) -> source again (borrowed too, the
+        same module_data twice in one policy); after deleting all three in any order the
+        data stayed on disk with no object using it."""
+        self.host.configure("alias", "simple.simple.SimpleStorage", [self.source_dir])
+        for order in (("orig", "alias", "back"), ("alias", "orig", "back"),
+                      ("back", "orig", "alias"), ("orig", "back", "alias")):
+            with self.subTest(order=order):
+                self.assertIn(self.host.request("PUT", "/objects/source/orig",
+                                                data=self.data).status_code, (200, 201))
+                self.assertEqual(self.copy("/objects/alias/alias",
+                                           "/objects/source/orig").status_code, 201)
+                self.assertEqual(self.copy("/objects/source/back",
+                                           "/objects/alias/alias").status_code, 201)
+                keys = {"orig": "/objects/source/orig", "alias": "/objects/alias/alias",
+                        "back": "/objects/source/back"}
+                for index, name in enumerate(order):
+                    self.assertEqual(self.host.request("DELETE", keys[name]).status_code, 204)
+                    for other in order[index + 1:]:
+                        got = self.host.request("GET", keys[other])
+                        self.assertTrue(got.status_code == 200 and got.content == self.data,
+                                        "%s after deleting %s: %d" % (other, name,
+                                                                      got.status_code))
+                for policy in ("source", "alias"):
+                    self.host.request("POST", "/cdmi/system_configuration/vendor_modules/"
+                                      + policy + "/repair", json={})
+                self.assertEqual(stored_files(self.source_dir), [], "nothing is left behind")
+
+    def test_source_deleted_while_a_copy_borrows_it_keeps_the_copy(self):
+        """attack2 finding: a copy whose target said available() True was committed as
+        borrowing the source's data even when the source had been deleted meanwhile; the
+        source's data was then destroyed (no borrower existed when it was retired) and the
+        acknowledged copy (201) read 404: 13 of 149 racing copies lost their data."""
+        from tests.host.fixture_modules import GatedAvailableStorage
+        GatedAvailableStorage.entered.clear()
+        GatedAvailableStorage.release.clear()
+        self.addCleanup(GatedAvailableStorage.release.set)
+        self.host.configure("gated", "tests.host.fixture_modules.GatedAvailableStorage",
+                            [self.source_dir])
+        answers = []
+        copier = threading.Thread(target=lambda: answers.append(
+            self.copy("/objects/gated/copy", "/objects/source/orig")))
+        copier.start()
+        self.assertTrue(GatedAvailableStorage.entered.wait(10))
+        self.assertEqual(self.host.request("DELETE", "/objects/source/orig").status_code, 204)
+        GatedAvailableStorage.release.set()
+        copier.join(20)
+        self.assertEqual(answers[0].status_code, 201, answers[0].text)
+        step = self.host.request("POST", "/cdmi/system_configuration/vendor_modules/source/"
+                                 "repair", json={})
+        self.assertEqual(step.status_code, 200, step.text)  # destroys the source's garbage
+        copy = self.host.request("GET", "/objects/gated/copy")
+        self.assertEqual(copy.status_code, 200, copy.text[:300])
+        self.assertTrue(copy.content == self.data, "the copy must hold the source's bytes")
+        self.assertEqual(self.host.request("DELETE", "/objects/gated/copy").status_code, 204)
+        self.host.request("POST", "/cdmi/system_configuration/vendor_modules/gated/repair",
+                          json={})
+        self.assertEqual(stored_files(self.source_dir), [], "nothing is left behind")
 
     @unittest.skipUnless(replica_available(), "the replica module is not importable")
     def test_copy_between_mirrors_sharing_a_location_keeps_both(self):

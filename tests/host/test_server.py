@@ -4,6 +4,7 @@ Issue 11 item 2: a PUT without credentials got ``100 Continue`` and its whole
 body was spooled before the application could answer 401.
 """
 import base64
+import logging
 import os
 import socket
 import threading
@@ -12,6 +13,7 @@ import unittest
 
 import requests
 
+from modules.errors import LocationUnavailable
 from modules.host.server import HostServer
 from tests.host.support import AUTH, HostTestCase
 
@@ -291,6 +293,64 @@ class TestSlowClients(unittest.TestCase):
                             break
                     self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
                     self.assertTrue(answer.endswith(b"0123456789"), answer)
+
+
+class TestIdleConnections(unittest.TestCase):
+    """attack2 finding: 100 connections that sent nothing blocked ``vsm serve`` (2 x 16
+    threads): each new connection went straight to a worker thread, which waited for its
+    request line until the header deadline (20 s), and other clients waited in turn."""
+
+    def test_silent_connections_hold_no_thread(self):
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                  for _ in range(10)]
+        for sock in silent:
+            self.addCleanup(sock.close)
+        time.sleep(0.3)
+        started = time.monotonic()
+        answer = requests.get("http://127.0.0.1:%d/" % server.port, timeout=5)
+        self.assertEqual(answer.text, "ok")
+        self.assertLess(time.monotonic() - started, 2.0)
+        # A silent connection that finally speaks is served as usual.
+        silent[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(_read_answer(silent[0], 5).endswith(b"\r\n\r\nok"))
+
+
+class TestStorageFailureMidAnswer(unittest.TestCase):
+    """attack2 finding: a location that failed while a GET was being sent (a WebDAV server
+    stopped mid-read) logged two tracebacks, one of them cheroot's "socket.error" for an
+    SDK error; an operational failure is one log line from the application."""
+
+    def test_no_traceback_and_a_short_body(self):
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", "10")])
+
+            def body():
+                yield b"abcd"
+                raise LocationUnavailable("location d3 went away", location="d3")
+            return body()
+
+        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(server.shutdown)
+        with self.assertLogs("modules.host.server", logging.DEBUG) as logs:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = _read_answer(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertTrue(answer.endswith(b"\r\n\r\nabcd"), answer[-50:])
+        self.assertEqual([record for record in logs.records if record.exc_info], [])
+        self.assertEqual([record.levelno for record in logs.records], [logging.DEBUG])
 
 
 class TestRequestHeadLimits(unittest.TestCase):
