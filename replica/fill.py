@@ -33,6 +33,7 @@ import time
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from modules.errors import LocationUnavailable, StorageError
+from modules.sqlite_wal import connect_wal
 
 __all__ = ["FillCounts", "SqliteFillCounts", "open_fill_counts", "safe_report", "HOLDS",
            "MISSING", "UNPLACEABLE", "DRAINING", "NEEDED",
@@ -122,10 +123,7 @@ class SqliteFillCounts(FillCounts):
         self.path = os.path.join(state_dir, FILE_NAME)
         try:
             os.makedirs(state_dir, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=OFF")
+            self._db = connect_wal(self.path, timeout=10.0, synchronous="OFF")
             self._db.execute("CREATE TABLE IF NOT EXISTS passes (pass TEXT PRIMARY KEY, "
                              "started REAL NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS counts (pass TEXT NOT NULL, "

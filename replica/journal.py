@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from modules.errors import LocationUnavailable
+from modules.sqlite_wal import connect_wal
 
 __all__ = ["JournalEntry", "Journal", "MemoryJournal", "SqliteJournal", "open_journal",
            "DELETE", "COPY", "FILE_NAME"]
@@ -263,11 +264,8 @@ class SqliteJournal(Journal):
         self._lock = threading.Lock()
         with self._errors("open"):
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = connect_wal(self.path, timeout=30.0)
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute(
                     "CREATE TABLE IF NOT EXISTS entries ("
                     " kind TEXT NOT NULL, location TEXT NOT NULL, object_id TEXT NOT NULL,"

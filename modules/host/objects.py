@@ -40,7 +40,7 @@ from modules.host.metadata import META_PREFIX, content_type, merged, stored_head
 from modules.host.pins import ReadPins
 from modules.host.ranges import Unsatisfiable, parse_range
 from modules.host.registry import Lease, UnknownModule
-from modules.host.store import ObjectRecord, Store
+from modules.host.store import BorrowedDataGone, ObjectRecord, Store
 
 __all__ = ["ObjectService", "split_object_path", "MAX_KEY_BYTES"]
 
@@ -65,18 +65,6 @@ _PREFIX = "/objects/"
 _DEFAULT_TYPE = "application/octet-stream"
 
 _Check = Optional[Callable[[Optional[ObjectRecord]], None]]
-
-
-class _CopyOverwritten(Exception):
-    """The copy's key no longer holds the borrowed record (see :func:`_still_borrowing`)."""
-
-
-def _still_borrowing(module_data: str) -> Callable[[Optional[ObjectRecord]], None]:
-    """A commit precondition: the key still holds the copy that borrowed ``module_data``."""
-    def check(current: Optional[ObjectRecord]) -> None:
-        if current is None or not current.borrowed or current.module_data != module_data:
-            raise _CopyOverwritten()
-    return check
 
 
 def split_object_path(path: str) -> Tuple[str, str]:
@@ -363,32 +351,16 @@ class ObjectService:
         if present is True:
             log.info("copy %s/%s -> %s/%s: module %r already holds the data", source_policy,
                      source_key, policy, key, policy)
-            response = self._commit(lease, ObjectRecord(module_data=source.module_data,
-                                                        borrowed=True, **base), None, check)
-            now = self._store.get_object(source_policy, source_key)
-            if now is not None and now.module_data == source.module_data:
-                return response
-            # The source was deleted or overwritten while this copy was made: when that
-            # happened before the commit above, its data became garbage with no borrower
-            # to hand it to, and is destroyed once this request's pin is released (an
-            # acknowledged copy without data). Give the copy data of its own now, while
-            # the pin still keeps the source's readable.
-            log.info("copy %s/%s -> %s/%s: the source went while the copy borrowed its data; "
-                     "copying the data instead", source_policy, source_key, policy, key)
-            still_borrowing = _still_borrowing(source.module_data)
             try:
-                self._stream_copy(lease, request, policy, key, source_module, source_context,
-                                  source, size, base, still_borrowing)
-            except _CopyOverwritten:
-                pass  # another request replaced or deleted the copy meanwhile: it owns the key
-            except BaseException:
-                # Not acknowledged: take back the row whose data is about to be destroyed.
-                try:
-                    self._store.delete_object(policy, key, precondition=still_borrowing)
-                except _CopyOverwritten:
-                    pass
-                raise
-            return response  # the same description: size, checksum, headers
+                return self._commit(lease, ObjectRecord(module_data=source.module_data,
+                                                        borrowed=True, **base), None, check,
+                                    require_owner=True)
+            except BorrowedDataGone:
+                # The source was deleted or overwritten while the copy was made: its data
+                # is garbage, destroyed once this request's pin is released. Copy the
+                # bytes now, while the pin still keeps them readable.
+                log.info("copy %s/%s -> %s/%s: the source went while the copy was made; "
+                         "copying the data instead", source_policy, source_key, policy, key)
         return self._stream_copy(lease, request, policy, key, source_module, source_context,
                                  source, size, base, check)
 
@@ -460,9 +432,10 @@ class ObjectService:
         return record
 
     def _commit(self, lease: Lease, record: ObjectRecord, intent: Optional[int],
-                check: _Check) -> Response:
+                check: _Check, require_owner: bool = False) -> Response:
         try:
-            replaced, garbage = self._store.put_object(record, intent, precondition=check)
+            replaced, garbage = self._store.put_object(record, intent, precondition=check,
+                                                       require_owner=require_owner)
         except BaseException:
             if intent is not None:
                 self._abandon(lease, intent)

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from modules.errors import LocationUnavailable
+from modules.sqlite_wal import connect_wal
 from modules.host import forking
 
 __all__ = ["Store", "ModuleConfig", "ObjectRecord", "GarbageItem", "ReaderRow", "RepairPass",
-           "ModuleInUse",
+           "ModuleInUse", "BorrowedDataGone",
            "DB_FILENAME", "string_arguments", "RETIRED_KINDS"]
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,10 @@ _MIGRATE_FROM_1 = (
 
 class ModuleInUse(Exception):
     """A module cannot be removed: objects or other modules still use it."""
+
+
+class BorrowedDataGone(Exception):
+    """A copy cannot borrow data that no object owns any more (its source went meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -267,13 +272,10 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                                 check_same_thread=False)
+            db = connect_wal(self.path, timeout=self._busy_timeout)
         except sqlite3.Error as error:
             raise LocationUnavailable("cannot open the host database %s: %s" % (self.path, error),
                                       location=self.path) from error
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
@@ -658,8 +660,8 @@ class Store:
         return collected
 
     def put_object(self, record: ObjectRecord, intent_id: Optional[int] = None,
-                   precondition: Optional[Callable[[Optional[ObjectRecord]], None]] = None
-                   ) -> Tuple[bool, Optional[GarbageItem]]:
+                   precondition: Optional[Callable[[Optional[ObjectRecord]], None]] = None,
+                   require_owner: bool = False) -> Tuple[bool, Optional[GarbageItem]]:
         """Point ``(policy, key)`` at ``record`` atomically, finishing the write intent.
 
         The replaced row's module_data (if any, and unless another row still
@@ -670,10 +672,15 @@ class Store:
             precondition: called with the current row (or None) inside the
                 transaction; whatever it raises aborts the change (how
                 conditional requests stay exact under concurrency).
+            require_owner: for a borrowed record (a copy of another row's
+                data): commit only while some row still owns that data.
 
         Returns:
             ``(replaced, garbage)``: whether a row was replaced, and the
             garbage item to delete (or None).
+
+        Raises:
+            BorrowedDataGone: ``require_owner`` and no row owns the data.
         """
         headers = json.dumps(list(record.headers)) if record.headers else None
         with self._transaction() as db:
@@ -681,6 +688,12 @@ class Store:
                              (record.policy, record.key)).fetchone()
             if precondition is not None:
                 precondition(_object_record(old) if old is not None else None)
+            if record.borrowed and require_owner and db.execute(
+                    "SELECT 1 FROM objects WHERE module_data=? AND borrowed=0 LIMIT 1",
+                    (record.module_data,)).fetchone() is None:
+                # Its owner was deleted or replaced while the copy was made: the data is
+                # garbage already, to be destroyed once the copying request ends.
+                raise BorrowedDataGone("no object owns %r any more" % record.module_data)
             db.execute("INSERT INTO objects (policy, key, module_data, size, created, sha256, "
                        "content_type, borrowed, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT(policy, key) DO UPDATE SET module_data=excluded.module_data, "
@@ -722,17 +735,18 @@ class Store:
     def _retire(db: sqlite3.Connection, old: ObjectRecord, kind: str) -> Optional[GarbageItem]:
         if old.borrowed:
             return None  # the data belongs to whatever replicated it here
-        still_used = db.execute("SELECT 1 FROM objects WHERE policy=? AND module_data=? LIMIT 1",
-                                (old.policy, old.module_data)).fetchone()
-        if still_used:
+        still_owned = db.execute("SELECT 1 FROM objects WHERE policy=? AND module_data=? "
+                                 "AND borrowed=0 LIMIT 1", (old.policy, old.module_data)).fetchone()
+        if still_owned:
             return None
         borrower = db.execute("SELECT policy, key FROM objects WHERE module_data=? AND borrowed=1 "
-                              "AND policy != ? LIMIT 1", (old.module_data, old.policy)).fetchone()
+                              "ORDER BY policy != ? LIMIT 1",
+                              (old.module_data, old.policy)).fetchone()
         if borrower is not None:
-            # Another module's copy said the data was already there (available()
-            # True): the storage is shared, so destroying it here would empty that
-            # copy. The borrower owns the data from now on and destroys it when
-            # it goes; whatever only this module held is left (a leak, not a loss).
+            # A copy said the data was already there (available() True): the storage
+            # is shared, so destroying it here would empty that copy. The borrower
+            # (one of this policy first) owns the data from now on and destroys it
+            # when it goes; whatever only this module held is left (a leak, not a loss).
             db.execute("UPDATE objects SET borrowed=0 WHERE policy=? AND key=?", borrower)
             log.info("%s object %s/%s: its data is now owned by %s/%s, which borrowed it",
                      kind, old.policy, old.key, borrower[0], borrower[1])

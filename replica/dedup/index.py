@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from modules.errors import ConfigurationError, LocationUnavailable
+from modules.sqlite_wal import connect_wal
 
 __all__ = ["DedupIndex", "Entry", "PendingRow", "FILE_NAME", "UPLOAD", "DISCARD", "FREE"]
 
@@ -138,10 +139,7 @@ class DedupIndex:
         # A connection must not cross a fork (SQLite's rule): a child opens its own. The
         # parent's object is kept, not closed, so the child never touches its locks.
         if self._db is None or self._pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db = connect_wal(self.path, timeout=30.0)
             self._inherited = self._db
             self._db, self._pid = db, os.getpid()
         return self._db

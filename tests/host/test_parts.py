@@ -203,6 +203,20 @@ class TestStore(TemporaryDirectory):
         self.store.put_object(self.record("c", "theirs", borrowed=True))
         self.assertIsNone(self.store.delete_object("p", "c")[1])
 
+    def test_a_copy_borrows_only_owned_data_and_inherits_it(self):
+        """attack2 findings: a borrowed copy committed after its source went kept no data; a
+        borrower in the owner's own policy was never handed the data (left on disk for good)."""
+        from modules.host.store import BorrowedDataGone
+
+        with self.assertRaises(BorrowedDataGone):
+            self.store.put_object(self.record("copy", "gone", borrowed=True), require_owner=True)
+        self.assertIsNone(self.store.get_object("p", "copy"))
+        self.store.put_object(self.record("owner", "data"))
+        self.store.put_object(self.record("copy", "data", borrowed=True), require_owner=True)
+        self.assertIsNone(self.store.delete_object("p", "owner")[1], "the copy inherits the data")
+        self.assertFalse(self.store.get_object("p", "copy").borrowed)
+        self.assertEqual(self.store.delete_object("p", "copy")[1].module_data, "data")
+
     def test_intents_are_collected_when_their_writer_is_gone(self):
         """Issue 11 item 3: intents of a dead process are collected at once, not after a day."""
         pins = ReadPins(self.store)
