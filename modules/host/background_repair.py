@@ -116,7 +116,8 @@ class BackgroundRepair:
             with self._lease() as lease:
                 report = self._service.run(lease, current.module, body)
         except Unsupported as error:
-            return self._record(replace(current, last_error=str(error), finished=time.time()))
+            self._record(replace(current, last_error=str(error), finished=time.time()))
+            return True  # on to the next pass
         except StorageError as error:  # the module cannot be created or used now: retry later
             log.warning("background repair of module %r: %s: %s", current.module,
                         type(error).__name__, error)
@@ -135,13 +136,13 @@ class BackgroundRepair:
             log.info("background repair of module %r (configuration revision %d) finished: "
                      "%d object(s) repaired, %d failed", current.module, current.revision,
                      progress.done - progress.failed, progress.failed)
-        return self._record(progress) and progress.finished is None
+        self._record(progress)
+        return progress.finished is None
 
-    def _record(self, progress: RepairPass) -> bool:
+    def _record(self, progress: RepairPass) -> None:
         if not self._store.advance_repair_pass(progress):
             log.info("background repair of module %r: the pass changed hands or the module was "
                      "reconfigured; the next look starts over", progress.module)
-        return True
 
     def _run(self) -> None:
         pause = 0.0

@@ -469,6 +469,7 @@ class Store:
         A module configured for the first time gets none (it holds no
         objects); passes of modules no longer configured are forgotten.
         """
+        now = time.time()
         with self._transaction(synced=False) as db:
             db.execute("DELETE FROM repair_passes WHERE module NOT IN (SELECT name FROM modules)")
             db.execute("INSERT INTO repair_passes (module, revision, started, finished) "
@@ -477,7 +478,7 @@ class Store:
                        "after='', done=0, failed=0, last_error=NULL, started=excluded.started, "
                        "finished=NULL, owner=NULL, heartbeat=NULL "
                        "WHERE repair_passes.revision != excluded.revision",
-                       (time.time(), time.time()))
+                       (now, now))
 
     def claim_repair_pass(self, owner: str, stale_after: float) -> Optional[RepairPass]:
         """Take an unfinished pass nobody runs (or whose runner stopped beating), if any.

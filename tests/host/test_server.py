@@ -20,6 +20,16 @@ from tests.host.support import AUTH, HostTestCase
 _GOOD = "Authorization: Basic %s\r\n" % base64.b64encode(("%s:%s" % AUTH).encode()).decode()
 
 
+def _served(test: unittest.TestCase, app, **options) -> HostServer:
+    """Serve ``app`` on a free loopback port in a thread, stopped when ``test`` ends."""
+    server = HostServer(app, host="127.0.0.1", port=0, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    test.addCleanup(thread.join, 10)
+    test.addCleanup(server.shutdown)
+    return server
+
+
 def _read_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
     """Read until the peer closes or ``timeout`` passes; return everything received."""
     sock.settimeout(timeout)
@@ -137,11 +147,7 @@ class TestStreaming(unittest.TestCase):
             start_response("200 OK", [("Content-Length", "2")])
             return [b"ok"]
 
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n"
                          b"Connection: close\r\n\r\n" + b"a" * 1000000)
@@ -179,11 +185,7 @@ class TestFileWrapper(unittest.TestCase):
             file.write(self.data)
 
     def serve(self, app):
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         return server.url
 
     def test_sendfile_from_the_file_position_through_the_middleware(self):
@@ -236,12 +238,7 @@ class TestSlowClients(unittest.TestCase):
     def test_headers_must_arrive_within_the_deadline(self):
         from unittest import mock
 
-        server = HostServer(lambda environ, start: start("200 OK", []) or [b""],
-                            host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, lambda environ, start: start("200 OK", []) or [b""], threads=2)
         with mock.patch("modules.host.server.HEADER_DEADLINE", 1.0):
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\n")
@@ -274,11 +271,7 @@ class TestSlowClients(unittest.TestCase):
             start_response("200 OK", [("Content-Length", str(len(body)))])
             return [body]
 
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         with mock.patch("modules.host.server.HEADER_DEADLINE", 0.3):
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 for _ in range(2):  # twice: the second request on the same connection too
@@ -305,11 +298,7 @@ class TestIdleConnections(unittest.TestCase):
             start_response("200 OK", [("Content-Length", "2")])
             return [b"ok"]
 
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
                   for _ in range(10)]
         for sock in silent:
@@ -338,11 +327,7 @@ class TestStorageFailureMidAnswer(unittest.TestCase):
                 raise LocationUnavailable("location d3 went away", location="d3")
             return body()
 
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         with self.assertLogs("modules.host.server", logging.DEBUG) as logs:
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -365,11 +350,7 @@ class TestRequestHeadLimits(unittest.TestCase):
             start_response("200 OK", [("Content-Length", str(len(body)))])
             return [body]
 
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2)
         self.address = ("127.0.0.1", server.port)
 
     def test_huge_headers_are_refused_without_being_held_in_memory(self):
@@ -436,11 +417,7 @@ class TestChunkedBodyLimit(unittest.TestCase):
         self.addCleanup(shutil.rmtree, data_dir, True)
         app = make_app(data_dir, admin_password=PASSWORD, create_defaults=False)
         self.addCleanup(app.close)
-        server = HostServer(app, host="127.0.0.1", port=0, threads=2, max_body_size=1000)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(server.shutdown)
+        server = _served(self, app, threads=2, max_body_size=1000)
         url = server.url.rstrip("/")
         directory = os.path.join(data_dir, "s")
         os.mkdir(directory)
